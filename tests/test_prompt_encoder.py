@@ -1,0 +1,123 @@
+"""Waypoint-1 prompt encoder: a tiny random UMT5 + tiny tokenizer built on the fly (no network)."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+transformers = pytest.importorskip("transformers")
+tokenizers = pytest.importorskip("tokenizers")
+
+from worldengine.errors import WaypointError  # noqa: E402
+from worldengine.prompt_encoder import (DEFAULT_PROMPT, PromptEncoder,  # noqa: E402
+                                        resolve_encoder_folder)
+
+MAX_LEN = 16
+CORPUS = ["an explorable world", "a foggy forest at dawn", "a desert canyon with red rocks",
+          "a snowy mountain village at night", "a neon city street in the rain",
+          "an underwater cave with glowing plants", "a medieval castle courtyard"] * 4
+
+
+def _build_tiny_umt5(folder: Path) -> Path:
+    """Train a ~120-piece unigram tokenizer and save it with a random 2-layer UMT5 encoder."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
+    specials = ["<pad>", "</s>", "<unk>"]
+    tok = Tokenizer(models.Unigram())
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    trainer = trainers.UnigramTrainer(vocab_size=120, special_tokens=specials, unk_token="<unk>")
+    tok.train_from_iterator(CORPUS, trainer=trainer)
+    eos_id = tok.token_to_id("</s>")
+    tok.post_processor = processors.TemplateProcessing(single="$A </s>",
+                                                       special_tokens=[("</s>", eos_id)])
+    fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>",
+                                                eos_token="</s>", unk_token="<unk>")
+    fast.save_pretrained(str(folder))
+    config = transformers.UMT5Config(vocab_size=fast.vocab_size, d_model=32, d_kv=8, d_ff=64,
+                                     num_layers=2, num_heads=4, dropout_rate=0.0,
+                                     pad_token_id=fast.pad_token_id, eos_token_id=eos_id)
+    torch.manual_seed(0)
+    transformers.UMT5EncoderModel(config).save_pretrained(str(folder))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory):
+    return _build_tiny_umt5(tmp_path_factory.mktemp("tiny_umt5"))
+
+
+@pytest.fixture()
+def encoder(tiny_folder):
+    return PromptEncoder.from_pretrained(tiny_folder, max_length=MAX_LEN)
+
+
+def test_shapes_mask_and_zero_padding(encoder):
+    emb, pad = encoder.encode("a foggy forest at dawn")
+    assert emb.shape == (MAX_LEN, 32) and emb.dtype == torch.float32
+    assert pad.shape == (MAX_LEN,) and pad.dtype == torch.bool
+    n_real = int((~pad).sum())
+    assert 2 <= n_real < MAX_LEN
+    assert pad[n_real:].all() and not pad[:n_real].any()  # right padding
+    assert torch.count_nonzero(emb[pad]) == 0
+    assert (emb[~pad].abs().sum(dim=-1) > 0).all()
+
+
+def test_matches_reference_protocol(encoder, tiny_folder):
+    """Same numbers as tokenizer(max_length padding) -> UMT5EncoderModel -> × mask."""
+    text = "a desert canyon with red rocks"
+    tok = transformers.AutoTokenizer.from_pretrained(str(tiny_folder))
+    model = transformers.UMT5EncoderModel.from_pretrained(str(tiny_folder)).eval()
+    batch = tok([text], padding="max_length", truncation=True, max_length=MAX_LEN,
+                return_tensors="pt")
+    with torch.no_grad():
+        hidden = model(**batch).last_hidden_state
+    expected = hidden * batch["attention_mask"][..., None]
+    emb, pad = encoder.encode(text)
+    torch.testing.assert_close(emb, expected[0], rtol=0, atol=0)
+    assert torch.equal(pad, batch["attention_mask"][0] == 0)
+
+
+def test_prompts_differ_and_cache_reproduces(encoder):
+    a1, _ = encoder.encode("a snowy mountain village at night")
+    b, _ = encoder.encode("an underwater cave with glowing plants")
+    assert not torch.allclose(a1, b)
+    a1.add_(1.0)  # callers mutating a result must not corrupt the cache
+    a2, _ = encoder.encode("a snowy mountain village at night")
+    assert len(encoder._cache) == 2
+    assert not torch.equal(a1, a2)
+    a3, _ = encoder.encode("a snowy mountain village at night")
+    assert torch.equal(a2, a3)
+
+
+def test_default_prompt_and_truncation(encoder):
+    default, _ = encoder.encode(None)
+    explicit, _ = encoder.encode(DEFAULT_PROMPT)
+    assert torch.equal(default, explicit)
+    blank, _ = encoder.encode("   ")
+    assert torch.equal(blank, explicit)
+    long_emb, long_pad = encoder.encode(" ".join(CORPUS))
+    assert long_emb.shape == (MAX_LEN, 32) and not long_pad.any()
+
+
+def test_cache_is_bounded(tiny_folder):
+    enc = PromptEncoder.from_pretrained(tiny_folder, max_length=MAX_LEN, cache_size=2)
+    for text in CORPUS[:4]:
+        enc.encode(text)
+    assert len(enc._cache) == 2
+
+
+def test_missing_folder_and_offline_repo_raise_waypoint_error(tmp_path):
+    with pytest.raises(WaypointError, match="not found"):
+        resolve_encoder_folder(tmp_path / "nope")
+    with pytest.raises(WaypointError, match="no config.json"):
+        PromptEncoder.from_pretrained(tmp_path)
+    with pytest.raises(WaypointError, match="hub"):
+        resolve_encoder_folder("overworld-test/definitely-not-here", local_files_only=True)
+    with pytest.raises(WaypointError, match="must be a string"):
+        PromptEncoder(None, torch.nn.Linear(1, 1)).encode(3)
+
+
+def test_models_dir_lookup(tiny_folder):
+    found = resolve_encoder_folder(tiny_folder.name, models_dir=tiny_folder.parent)
+    assert found == tiny_folder.parent / tiny_folder.name
+    with pytest.raises(WaypointError, match="not found"):
+        resolve_encoder_folder("not_a_model", models_dir=tiny_folder.parent)
