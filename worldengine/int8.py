@@ -1,0 +1,162 @@
+"""INT8 linear layers: W8A8 (int8 x int8 -> int32 via ``torch._int_mm``) and weight-only int8.
+
+Both keep their weights as int8 buffers ``[out_features, in_features]`` with one float32 scale per
+output channel (symmetric, zero point 0, values in [-127, 127]), so they hold a quarter of the fp32
+bytes and half of bf16. They run on CPU and CUDA, accept float32 or bfloat16 activations and return
+the activation dtype. Every shape decision is made from static tensor sizes, so the layers trace
+under ``torch.compile(fullgraph=True, dynamic=False)`` without graph breaks.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from worldengine.errors import WaypointError
+
+QMAX = 127.0
+# Smallest scale we allow: an all-zero row (weight or token) quantizes to zeros instead of NaN.
+MIN_SCALE = 1e-8
+# cuBLASLt's int8 GEMM wants more than 16 rows; CPU has no such limit.
+CUDA_MIN_ROWS = 17
+DEFAULT_SKIP = ("ctrl_emb", "out_norm", "unpatchify")
+
+
+def quantize_weight(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-output-channel symmetric int8 weights.
+
+    weight: [N, K] float. Returns (int8 [N, K] in [-127, 127], float32 scale [N]) with
+    ``weight ~= q * scale[:, None]``.
+    """
+    w = weight.detach().float()
+    scale = (w.abs().amax(dim=1) / QMAX).clamp(min=MIN_SCALE)
+    q = torch.round(w / scale[:, None]).clamp(-QMAX, QMAX).to(torch.int8)
+    return q.contiguous(), scale
+
+
+def quantize_per_token(x2d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Dynamic per-row (per-token) symmetric int8 activations.
+
+    x2d: [M, K] float32/bfloat16. Returns (int8 [M, K], float32 scale [M, 1]).
+    Computed in float32 so bf16 inputs round the same way as fp32 ones.
+    """
+    xf = x2d.float()
+    scale = (xf.abs().amax(dim=1, keepdim=True) / QMAX).clamp(min=MIN_SCALE)
+    q = torch.round(xf / scale).clamp(-QMAX, QMAX).to(torch.int8)
+    return q, scale
+
+
+def _check_features(linear: nn.Linear) -> None:
+    if linear.in_features % 8 or linear.out_features % 8:
+        raise WaypointError(
+            f"int8 linear needs in/out features divisible by 8, got "
+            f"in_features={linear.in_features}, out_features={linear.out_features}")
+
+
+class _QuantLinearBase(nn.Module):
+    """Shared storage: int8 weight [N, K], float32 scale [N], optional bias [N] (float32)."""
+
+    def __init__(self, in_features: int, out_features: int, has_bias: bool,
+                 device: torch.device | str | None = None):
+        super().__init__()
+        self.in_features = in_features
+        self.out_features = out_features
+        self.register_buffer(
+            "weight_int8", torch.zeros(out_features, in_features, dtype=torch.int8, device=device))
+        self.register_buffer(
+            "weight_scale", torch.ones(out_features, dtype=torch.float32, device=device))
+        if has_bias:
+            self.register_buffer("bias", torch.zeros(out_features, dtype=torch.float32, device=device))
+        else:
+            self.bias = None
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear):
+        """Quantize a float ``nn.Linear`` (any float dtype, any device); the original is untouched."""
+        _check_features(linear)
+        layer = cls(linear.in_features, linear.out_features, linear.bias is not None,
+                    device=linear.weight.device)
+        q, scale = quantize_weight(linear.weight)
+        layer.weight_int8.copy_(q)
+        layer.weight_scale.copy_(scale)
+        if linear.bias is not None:
+            layer.bias.copy_(linear.bias.detach().float())
+        return layer
+
+    def dequantized_weight(self) -> torch.Tensor:
+        """float32 [N, K] weight the int8 storage stands for (for error checks)."""
+        return self.weight_int8.float() * self.weight_scale[:, None]
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+
+class Int8Linear(_QuantLinearBase):
+    """W8A8 linear: y = (q(x) @ Wq^T) * sx[:, None] * sw[None, :] + b.
+
+    x: [..., K] float32 or bfloat16 -> y: [..., N] in x's dtype. The int32 accumulator is scaled in
+    float32 (the "epilogue"); under torch.compile inductor fuses the quantize and epilogue pointwise
+    work around the ``_int_mm`` call.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        lead = x.shape[:-1]
+        x2d = x.reshape(-1, self.in_features)
+        rows = x2d.shape[0]
+        q, act_scale = quantize_per_token(x2d)
+        if q.is_cuda and rows < CUDA_MIN_ROWS:
+            # Padding rows are zeros: they cost a few wasted rows and are sliced off below.
+            q = F.pad(q, (0, 0, 0, CUDA_MIN_ROWS - rows))
+        acc = torch._int_mm(q, self.weight_int8.t())[:rows]
+        out = acc.float() * act_scale * self.weight_scale
+        if self.bias is not None:
+            out = out + self.bias
+        return out.to(x.dtype).reshape(*lead, self.out_features)
+
+
+class Int8WeightOnlyLinear(_QuantLinearBase):
+    """Weight-only int8 linear: activations stay float; y = (x @ Wq^T) * sw + b in x's dtype.
+
+    x: [..., K] float32 or bfloat16 -> [..., N] same dtype. Saves weight memory without the
+    activation rounding of W8A8 (smaller error, less speed on int8-capable hardware).
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.weight_int8.to(x.dtype)
+        out = F.linear(x, w) * self.weight_scale.to(x.dtype)
+        if self.bias is not None:
+            out = out + self.bias.to(x.dtype)
+        return out
+
+
+QUANT_CLASSES = {"int8": Int8Linear, "int8wo": Int8WeightOnlyLinear}
+
+
+def quantize_linears(module: nn.Module, skip=DEFAULT_SKIP, min_features: int = 32,
+                     mode: str = "int8") -> list[str]:
+    """Replace eligible ``nn.Linear`` submodules of ``module`` in place; return their dotted names.
+
+    Eligible: in and out features both divisible by ``min_features`` (and at least that large), and
+    no dotted-name component containing one of ``skip`` (the reference keeps the controller
+    embedding, output norm and unpatchify in float). ``mode``: "int8" (W8A8) or "int8wo"
+    (weight-only).
+    """
+    if mode not in QUANT_CLASSES:
+        raise WaypointError(f"unknown quant mode {mode!r}; expected one of {sorted(QUANT_CLASSES)}")
+    layer_cls = QUANT_CLASSES[mode]
+    targets = [
+        (name, child) for name, child in module.named_modules()
+        if type(child) is nn.Linear and _eligible(name, child, skip, min_features)
+    ]
+    for name, child in targets:
+        parent_name, _, attr = name.rpartition(".")
+        parent = module.get_submodule(parent_name) if parent_name else module
+        setattr(parent, attr, layer_cls.from_linear(child))
+    return [name for name, _ in targets]
+
+
+def _eligible(name: str, linear: nn.Linear, skip, min_features: int) -> bool:
+    if any(part in name for part in skip):
+        return False
+    sizes = (linear.in_features, linear.out_features)
+    return all(s >= min_features and s % min_features == 0 for s in sizes)

@@ -1,0 +1,94 @@
+"""Measure this machine's own matmul roofline: the best throughput torch reaches at given GEMM sizes.
+
+The benchmark divides a model's useful FLOPs per second by these figures, so "fraction of roofline"
+says how close the engine gets to what plain ``torch.mm`` / ``torch._int_mm`` achieve on the same
+machine, threads and sizes. Each measurement takes the best of several short timed batches (a
+roofline is a peak, and background load only ever slows a batch down).
+"""
+from __future__ import annotations
+
+import time
+
+import torch
+
+# (M, K, N) of the large matmuls in one cpu-small frame: 128 tokens, d_model 512, mlp 2048.
+DEFAULT_SIZES = ((128, 512, 1024), (128, 512, 512), (128, 512, 2048), (128, 2048, 512))
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _best_seconds_per_call(fn, device: torch.device, budget_s: float, batches: int = 5) -> float:
+    """Best mean seconds per call over ``batches`` timed batches sized to fit ``budget_s``."""
+    fn()  # warm-up: kernel selection, allocator, oneDNN primitive cache
+    _sync(device)
+    start = time.perf_counter()
+    fn()
+    _sync(device)
+    one = max(time.perf_counter() - start, 1e-7)
+    calls = max(1, int(budget_s / batches / one))
+    best = float("inf")
+    for _ in range(batches):
+        start = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        _sync(device)
+        best = min(best, (time.perf_counter() - start) / calls)
+    return best
+
+
+def _operands(kind: str, m: int, k: int, n: int, device: torch.device):
+    """Row-major a [M, K] and a transposed view b [K, N] of a row-major [N, K] weight (nn.Linear layout)."""
+    gen = torch.Generator().manual_seed(0)
+    if kind == "int8":
+        a = torch.randint(-127, 128, (m, k), dtype=torch.int8, generator=gen)
+        w = torch.randint(-127, 128, (n, k), dtype=torch.int8, generator=gen)
+    else:
+        dtype = torch.bfloat16 if kind == "bf16" else torch.float32
+        a = torch.randn(m, k, generator=gen).to(dtype)
+        w = torch.randn(n, k, generator=gen).to(dtype)
+    return a.to(device), w.to(device).t()
+
+
+def measure_gemm(kind: str, m: int, k: int, n: int, device="cpu", budget_s: float = 0.05) -> float:
+    """Throughput in G(FL)OP/s (2*M*K*N per call) of one GEMM; kind: "fp32", "bf16" or "int8"."""
+    device = torch.device(device)
+    a, b = _operands(kind, m, k, n, device)
+    if kind == "int8":
+        fn = lambda: torch._int_mm(a, b)  # noqa: E731
+    else:
+        fn = lambda: torch.mm(a, b)  # noqa: E731
+    with torch.inference_mode():
+        seconds = _best_seconds_per_call(fn, device, budget_s)
+    return 2.0 * m * k * n / seconds / 1e9
+
+
+def measure_roofline(sizes=DEFAULT_SIZES, device="cpu", kinds=("fp32", "bf16", "int8"),
+                     budget_s: float = 0.05) -> dict:
+    """Roofline of this machine at ``sizes`` [(M, K, N), ...].
+
+    Returns {"device", "threads", "sizes", "per_size": {kind: [G/s per size]},
+    "fp32_gflops", "bf16_gflops", "int8_gops"} where the three headline figures are the
+    FLOP-weighted harmonic mean over sizes (time to run one of each at the measured speeds),
+    i.e. what a model made of exactly these matmuls could reach.
+    """
+    device = torch.device(device)
+    result = {"device": str(device), "threads": torch.get_num_threads(),
+              "sizes": [list(s) for s in sizes], "per_size": {}}
+    flops = [2.0 * m * k * n for m, k, n in sizes]
+    for kind in kinds:
+        speeds = [measure_gemm(kind, m, k, n, device, budget_s) for m, k, n in sizes]
+        result["per_size"][kind] = [round(s, 1) for s in speeds]
+        total_time = sum(f / (s * 1e9) for f, s in zip(flops, speeds))
+        headline = sum(flops) / total_time / 1e9
+        key = "int8_gops" if kind == "int8" else f"{kind}_gflops"
+        result[key] = round(headline, 1)
+    return result
+
+
+def gemm_sizes_for(tokens: int, d_model: int, hidden: int, qkv_out: int) -> tuple:
+    """The (M, K, N) of one transformer block's big matmuls for ``tokens`` rows."""
+    return ((tokens, d_model, qkv_out), (tokens, d_model, d_model),
+            (tokens, d_model, hidden), (tokens, hidden, d_model))
