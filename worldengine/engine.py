@@ -1,0 +1,126 @@
+"""Engine (weights, shared) and sessions (one world each: KV cache + frame counter).
+
+    engine = load_engine("models/waypoint/my-model", dtype=torch.bfloat16)
+    world = engine.new_session()
+    world.append_latent(seed_latent)
+    latent = world.step(Controls.from_keys(["W"]), generator=torch.Generator().manual_seed(0))
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+
+from .checkpoint import check_canonical, read_safetensors, remap_published_waypoint15, to_inference_layout
+from .config import WaypointConfig, load_config
+from .errors import WaypointError
+from .hub import resolve_model_folder
+from .model import WaypointDiT
+from .rope import RopeTables
+from .session import WorldSession
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def parse_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype not in DTYPES:
+        raise WaypointError(f"unknown dtype {dtype!r}; choose one of {sorted(DTYPES)}")
+    return DTYPES[dtype]
+
+
+class WorldEngine:
+    """Loaded weights plus everything precomputed from them; create worlds with `new_session`."""
+
+    def __init__(self, config: WaypointConfig, model: WaypointDiT, folder: Path | None = None):
+        self.config, self.model, self.folder = config, model, folder
+        self.dtype = model.compute_dtype
+        self.device = model.patchify.weight.device
+        self.rope = RopeTables(config, round_to_bf16=self.dtype == torch.bfloat16, device=self.device)
+        self.sigmas = torch.tensor(config.scheduler_sigmas, dtype=self.dtype)
+        self.sigma_steps = self.sigmas.diff()
+        self.sigma_conditioning = [model.conditioning(s.to(self.device)) for s in self.sigmas]
+        self.fingerprint = model_fingerprint(config, model)
+        self.forward = model.forward   # replaced by a compiled function when compiled
+        self._autoencoder = None
+        self.options = {}
+
+    def new_session(self) -> WorldSession:
+        return WorldSession(self)
+
+    @property
+    def autoencoder(self):
+        """The model's autoencoder (loaded on first use), or None when its files are absent."""
+        if self._autoencoder is None and self.folder is not None:
+            from .autoencoder import find_autoencoder  # deferred: AE code is only needed for images
+            self._autoencoder = find_autoencoder(self.folder, self.config, self.device)
+        return self._autoencoder
+
+    def describe(self) -> str:
+        c = self.config
+        return (f"{c.model_type} d_model={c.d_model} layers={c.n_layers} tokens/frame={c.tokens_per_frame} "
+                f"latent={c.latent_shape} dtype={str(self.dtype).removeprefix('torch.')} device={self.device}")
+
+
+def build_model(config: WaypointConfig, state: dict, device, dtype: torch.dtype) -> WaypointDiT:
+    """Module from an inference-layout state dict; tensors are moved once, straight to their place."""
+    with torch.device("meta"):
+        model = WaypointDiT(config)
+    placed = {}
+    for key, tensor in state.items():
+        keep_fp32 = key.startswith("denoise_step_emb.")  # the noise MLP runs in fp32 (bf16-valued weights)
+        placed[key] = tensor.to(device=device, dtype=torch.float32 if keep_fp32 else dtype)
+    model.load_state_dict(placed, strict=True, assign=True)
+    freq = torch.logspace(0, -1, 256, base=10000.0, device=device)
+    if dtype != torch.float32:
+        freq = freq.to(dtype).float()  # the reference rounds this fp32 table to the model dtype's values
+    model.denoise_step_emb.freq = freq
+    return model.eval().requires_grad_(False)
+
+
+def load_engine(source: str | Path, models_dir: str | Path | None = None, device: str = "cpu",
+                dtype: str | torch.dtype = torch.float32, quant: str | None = None,
+                compile: bool = False) -> WorldEngine:
+    """Load a Waypoint model from a folder (config.yaml + model.safetensors) or a Hugging Face repo id."""
+    dtype = parse_dtype(dtype)
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise WaypointError("device 'cuda' was asked for but CUDA is not available here")
+    folder = resolve_model_folder(source, models_dir)
+    config = load_config(folder)
+    weights = folder / "model.safetensors"
+    raw = read_safetensors(weights, device=device)
+    if config.model_type == "waypoint-1.5":
+        state, origin = remap_published_waypoint15(raw, config)
+    else:
+        state, origin = raw, {}
+    check_canonical(state, origin, config, str(weights))
+    engine = WorldEngine(config, build_model(config, to_inference_layout(state, config), device, dtype), folder)
+    apply_speed_options(engine, quant=quant, compile=compile)
+    return engine
+
+
+def apply_speed_options(engine: WorldEngine, quant: str | None, compile: bool):
+    """Load-time speed options: INT8 linears and/or a compiled forward. Eager is the default."""
+    if quant not in (None, "none", "int8"):
+        raise WaypointError(f"unknown quantization {quant!r}; choose 'none' or 'int8'")
+    if quant == "int8":
+        from .int8 import quantize_linears
+        quantize_linears(engine.model)
+    if compile:
+        from .compile import compile_forward
+        engine.forward = compile_forward(engine)
+    engine.options = {"quant": quant or "none", "compile": bool(compile)}
+
+
+def model_fingerprint(config: WaypointConfig, model: WaypointDiT) -> str:
+    """Identifies a model (config + weight samples) so snapshots are never restored into another one."""
+    digest = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True, default=str).encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        sample = tensor.detach().flatten()[:16].float().cpu()
+        digest.update(name.encode())
+        digest.update(sample.numpy().tobytes())
+    return digest.hexdigest()[:32]

@@ -1,0 +1,67 @@
+"""Find a model: a local folder, or a Hugging Face repo id downloaded into a models folder."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from .errors import WaypointError
+
+REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
+MODEL_FILES = ("config.yaml", "model.safetensors")
+AE_PATTERNS = ("*.yml", "*.yaml", "*.safetensors", "*.pth", "*.json")
+
+KNOWN_MODELS = {
+    "Overworld/Waypoint-1.5-1B-360P": "Waypoint-1.5 1B, 360P (TAEHV 1.5 autoencoder from Overworld-Models/taehv1_5)",
+    "Overworld/Waypoint-1.5-1B": "Waypoint-1.5 1B, 720P (TAEHV 1.5 autoencoder from Overworld-Models/taehv1_5)",
+    "Overworld/Waypoint-1-Small": "Waypoint-1 Small, text-conditioned (Waypoint-1 AE, UMT5-XL prompts)",
+}
+
+
+def is_repo_id(source: str) -> bool:
+    return bool(REPO_ID.match(source)) and not Path(source).exists()
+
+
+def local_folder_for(repo_id: str, models_dir: str | Path) -> Path:
+    return Path(models_dir) / repo_id.replace("/", "--")
+
+
+def resolve_model_folder(source: str | Path, models_dir: str | Path | None = None) -> Path:
+    """A folder holding config.yaml + model.safetensors. Repo ids are downloaded into models_dir."""
+    path = Path(source).expanduser()
+    if path.is_dir():
+        _check_folder(path)
+        return path
+    text = str(source)
+    if not is_repo_id(text):
+        raise WaypointError(f"model {text!r} is neither a folder nor a Hugging Face repo id (owner/name)")
+    if models_dir is None:
+        raise WaypointError(f"to download {text!r} a models folder is needed (models_dir)")
+    target = local_folder_for(text, models_dir)
+    if target.is_dir() and all((target / f).is_file() for f in MODEL_FILES):
+        return target
+    download_repo(text, target, patterns=list(MODEL_FILES))
+    _check_folder(target)
+    return target
+
+
+def download_repo(repo_id: str, target: Path, patterns: list[str]) -> Path:
+    """snapshot_download into `target`; every failure becomes a WaypointError saying what to put where."""
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:
+        raise WaypointError("huggingface_hub is not installed; pip install huggingface_hub") from None
+    try:
+        snapshot_download(repo_id=repo_id, local_dir=str(target), allow_patterns=patterns)
+    except Exception as err:  # network, auth, missing repo: all end the same way for the user
+        raise WaypointError(
+            f"could not download {repo_id!r} ({type(err).__name__}: {err}). If this machine is offline, "
+            f"download the files {patterns} of https://huggingface.co/{repo_id} elsewhere and put them "
+            f"in {target}") from None
+    return target
+
+
+def _check_folder(folder: Path):
+    missing = [name for name in MODEL_FILES if not (folder / name).is_file()]
+    if missing:
+        raise WaypointError(f"model folder {folder} lacks {missing}; a Waypoint model folder holds "
+                            f"{list(MODEL_FILES)} (plus its autoencoder files)")

@@ -1,0 +1,188 @@
+"""One world: its KV cache, frame counter, prompt and (optionally) its autoencoder streams.
+
+The rollout protocol (the reference's): a seed latent costs one sigma-0 cache pass; a generated
+frame costs one denoise pass per Euler step with the cache frozen, then a sigma-0 cache pass on the
+clean latent with the same controls and frame index, which persists its K/V into the rings.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .controls import Controls
+from .errors import WaypointError
+from .kv_cache import RingKVCache
+
+SNAPSHOT_FORMAT = "waypoint-world-snapshot/1"
+
+
+@dataclass
+class WorldSnapshot:
+    """A deep copy of a world's state: CPU tensors plus the frame counter and model fingerprint."""
+
+    fingerprint: str
+    frame_index: int
+    tensors: dict[str, torch.Tensor]
+    extra: dict = field(default_factory=dict)   # JSON-able, e.g. decoder warm-up flags
+
+
+class WorldSession:
+    def __init__(self, engine):
+        self.engine = engine
+        self.cache = RingKVCache(engine.config, engine.dtype, engine.device)
+        self.frame_index = 0
+        self.prompt_emb: torch.Tensor | None = None     # [P_len, P] as given
+        self._prompt_normed: torch.Tensor | None = None
+        self.last_latent: torch.Tensor | None = None     # [C, H, W] float32 CPU
+        self.decoder = None                              # autoencoder decode stream, created lazily
+
+    # ---- inputs -------------------------------------------------------------------------------
+    def set_prompt(self, prompt_emb: torch.Tensor | None):
+        """Waypoint-1: [P_len, P] prompt embedding (padding rows zero). Takes effect from the next pass."""
+        config = self.engine.config
+        if not config.has_prompt:
+            if prompt_emb is None:
+                return
+            raise WaypointError(f"this {config.model_type} model is not prompt-conditioned")
+        if prompt_emb is None:
+            self.prompt_emb = self._prompt_normed = None
+            return
+        if prompt_emb.ndim == 3 and prompt_emb.shape[0] == 1:
+            prompt_emb = prompt_emb[0]
+        if prompt_emb.ndim != 2 or prompt_emb.shape[1] != config.prompt_embedding_dim or prompt_emb.shape[0] < 1:
+            raise WaypointError(f"prompt embedding must be [P_len, {config.prompt_embedding_dim}], "
+                                f"got {list(prompt_emb.shape)}")
+        if not torch.isfinite(prompt_emb).all():
+            raise WaypointError("prompt embedding holds NaN or infinite values")
+        self.prompt_emb = prompt_emb.detach().to("cpu", torch.float32).clone()
+        self._prompt_normed = self.engine.model.prompt_context(prompt_emb.to(self.engine.device))
+
+    def _check_latent(self, latent: torch.Tensor, name: str) -> torch.Tensor:
+        shape = tuple(self.engine.config.latent_shape)
+        if latent.ndim == 4 and latent.shape[0] == 1:
+            latent = latent[0]
+        if tuple(latent.shape) != shape:
+            raise WaypointError(f"{name} must have shape {list(shape)} (C, H, W), got {list(latent.shape)}")
+        if not torch.isfinite(latent).all():
+            raise WaypointError(f"{name} holds NaN or infinite values")
+        return latent.to(self.engine.device, self.engine.dtype)
+
+    def _frame_inputs(self, controls: Controls | None):
+        controls = controls or Controls()
+        engine, config = self.engine, self.engine.config
+        controls.check_buttons(config.n_buttons)
+        if config.has_prompt and self._prompt_normed is None:
+            raise WaypointError("this model is prompt-conditioned: set a prompt first (session.set_prompt)")
+        vector = controls.to_vector(config.n_buttons, engine.dtype, engine.device)
+        cos, sin = engine.rope.cos_sin(self.frame_index * config.ts_mult)
+        masks = self.cache.prepare_masks(self.frame_index)
+        return engine.model.control_embedding(vector), cos, sin, masks
+
+    def _run(self, x, sigma_index, inputs):
+        ctrl, cos, sin, masks = inputs
+        cond = self.engine.sigma_conditioning[sigma_index]
+        return self.engine.forward(x, cond.block_mods, cond.out_mod, cos, sin, self.cache.buffers, masks,
+                                   ctrl, self._prompt_normed)
+
+    # ---- passes -------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def append_latent(self, latent: torch.Tensor, controls: Controls | None = None):
+        """Seed the world with a clean latent [C, H, W]: one cache pass, one frame index."""
+        x = self._check_latent(latent, "seed latent")
+        inputs = self._frame_inputs(controls)
+        self._run(x, len(self.engine.sigmas) - 1, inputs)
+        self.cache.commit(self.frame_index)
+        self.frame_index += 1
+        self.last_latent = x.float().cpu()
+
+    @torch.inference_mode()
+    def step(self, controls: Controls | None = None, noise: torch.Tensor | None = None,
+             generator: torch.Generator | None = None, trace: list | None = None) -> torch.Tensor:
+        """Generate the next latent frame [C, H, W] (float32, CPU) from noise and controls.
+
+        trace: if a list is given, (x, velocity) of every Euler step is appended to it (float32 CPU).
+        """
+        engine = self.engine
+        if noise is None:
+            noise = torch.randn(engine.config.latent_shape, generator=generator, dtype=torch.float32)
+        x = self._check_latent(noise, "noise")
+        inputs = self._frame_inputs(controls)
+        for index, step in enumerate(engine.sigma_steps):
+            velocity = self._run(x, index, inputs)
+            if trace is not None:
+                trace.append((x.float().cpu(), velocity.float().cpu()))
+            x = (x.float() + step.float() * velocity.float()).to(engine.dtype)
+        self._run(x, len(engine.sigmas) - 1, inputs)   # cache pass: same controls, same frame index
+        self.cache.commit(self.frame_index)
+        self.frame_index += 1
+        self.last_latent = x.float().cpu()
+        return self.last_latent
+
+    def reset(self):
+        """Back to an empty world at frame 0 (the prompt is kept)."""
+        self.cache.reset()
+        self.frame_index = 0
+        self.last_latent = None
+        self.decoder = None
+
+    # ---- snapshots ----------------------------------------------------------------------------
+    def snapshot(self) -> WorldSnapshot:
+        tensors = self.cache.state_tensors()
+        if self.prompt_emb is not None:
+            tensors["prompt_emb"] = self.prompt_emb.clone()
+        if self.last_latent is not None:
+            tensors["last_latent"] = self.last_latent.clone()
+        extra = {}
+        if self.decoder is not None and hasattr(self.decoder, "get_state"):
+            decoder_tensors, extra["decoder"] = _split_state(self.decoder.get_state())
+            tensors.update({f"decoder.{k}": v for k, v in decoder_tensors.items()})
+        return WorldSnapshot(self.engine.fingerprint, self.frame_index, tensors, extra)
+
+    def restore(self, snapshot: WorldSnapshot):
+        if snapshot.fingerprint != self.engine.fingerprint:
+            raise WaypointError("this snapshot was taken on a different model (fingerprint "
+                                f"{snapshot.fingerprint} vs this engine's {self.engine.fingerprint})")
+        self.cache.load_state_tensors(snapshot.tensors)
+        self.frame_index = snapshot.frame_index
+        prompt = snapshot.tensors.get("prompt_emb")
+        if prompt is not None:
+            self.set_prompt(prompt)
+        latent = snapshot.tensors.get("last_latent")
+        self.last_latent = None if latent is None else latent.clone()
+        decoder_tensors = {k[len("decoder."):]: v for k, v in snapshot.tensors.items() if k.startswith("decoder.")}
+        if "decoder" in snapshot.extra:
+            self.decoder = self.engine.autoencoder.new_decoder()
+            self.decoder.load_state({**decoder_tensors, **snapshot.extra["decoder"]})
+        else:
+            self.decoder = None
+
+    def save_snapshot(self, path: str | Path):
+        from safetensors.torch import save_file
+
+        snap = self.snapshot()
+        metadata = {"format": SNAPSHOT_FORMAT, "fingerprint": snap.fingerprint,
+                    "frame_index": str(snap.frame_index), "extra": json.dumps(snap.extra)}
+        save_file({k: v.contiguous() for k, v in snap.tensors.items()}, str(path), metadata=metadata)
+
+    def load_snapshot(self, path: str | Path):
+        from .checkpoint import read_safetensors
+        from safetensors import safe_open
+
+        path = Path(path)
+        tensors = read_safetensors(path)
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+        if metadata.get("format") != SNAPSHOT_FORMAT:
+            raise WaypointError(f"{path}: not a world snapshot (format {metadata.get('format')!r})")
+        snap = WorldSnapshot(metadata["fingerprint"], int(metadata["frame_index"]), tensors,
+                             json.loads(metadata.get("extra", "{}")))
+        self.restore(snap)
+
+
+def _split_state(state: dict) -> tuple[dict, dict]:
+    """Separate tensors from JSON-able values in a stream state dict."""
+    tensors = {k: v.detach().cpu().clone() for k, v in state.items() if isinstance(v, torch.Tensor)}
+    return tensors, {k: v for k, v in state.items() if not isinstance(v, torch.Tensor)}
