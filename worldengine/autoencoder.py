@@ -1,0 +1,233 @@
+"""One face for both autoencoders: find the files, load, and stream frames <-> latents.
+
+- Waypoint-1.5 (`taehv_ae: true`): TAEHV 1.5, 4 frames per latent, causal streams with state.
+  Pixel size = latent size x 16 (256x512 for 360P, 512x1024 for 720P); decoded frames are shown at
+  360x640 / 720x1280 (bilinear), as the reference engine does.
+- Waypoint-1: the per-frame Waypoint-1 AE, 1 frame per latent, 360x640, stateless.
+
+Layouts: frames [T, 3, H, W] float32 in [0, 1]; latents [N, C, h, w] (one latent: [C, h, w]).
+Stream state (`get_state`) is a flat dict of tensors and small ints with `encoder.` / `decoder.`
+prefixes, ready to go into a safetensors snapshot.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .errors import WaypointError
+from .images import FitMode, display_size, fit_frames, resize_frames
+from .owl_ae import DECODER_SIZE, ENCODER_SIZE, OwlAE, load_owl_ae
+from .taehv import FRAMES_PER_LATENT, LATENT_CHANNELS, SPATIAL_SCALE, TAEHV, load_taehv
+from .taehv_stream import StreamState, TAEHVDecoderStream, TAEHVEncoderStream
+
+TAEHV_NAMES = ("taehv1_5.safetensors", "taehv1_5.pth")
+OWL_NAMES = ("encoder.safetensors", "decoder.safetensors", "encoder_conf.yml", "decoder_conf.yml")
+DEFAULT_TAEHV_LATENT_HW = (16, 32)  # 360P, used when no config says otherwise
+
+
+@dataclass(frozen=True)
+class AEFiles:
+    """Where an autoencoder's files are: kind "taehv" (path = the checkpoint) or "owl" (path = folder)."""
+
+    kind: str
+    path: Path
+
+
+def _search_dirs(folder: Path, config, subfolders: tuple[str, ...], extra_dirs) -> list[Path]:
+    dirs = [folder, *(folder / name for name in subfolders), *map(Path, extra_dirs)]
+    ae_uri = getattr(config, "ae_uri", None)
+    if ae_uri:  # a downloaded AE repo next to the model folder, e.g. models/waypoint/taehv1_5
+        dirs.append(folder.parent / str(ae_uri).rstrip("/").split("/")[-1])
+    return dirs
+
+
+def find_autoencoder_files(folder: str | Path, config=None, extra_dirs=()) -> AEFiles | None:
+    """Look for the AE the config asks for (or either, with no config); None when absent."""
+    folder = Path(folder)
+    want_taehv = getattr(config, "uses_taehv", None)
+    if want_taehv is not False:
+        for directory in _search_dirs(folder, config, ("ae", "taehv"), extra_dirs):
+            for name in TAEHV_NAMES:
+                if (directory / name).is_file():
+                    return AEFiles("taehv", directory / name)
+    if want_taehv is not True:
+        for directory in _search_dirs(folder, config, ("ae",), extra_dirs):
+            if all((directory / name).is_file() for name in OWL_NAMES):
+                return AEFiles("owl", directory)
+    return None
+
+
+def _missing_message(folder: Path, config) -> str:
+    uri = getattr(config, "ae_uri", None)
+    source = f" (download them from the Hugging Face repo {uri!r})" if uri else ""
+    if getattr(config, "uses_taehv", None) is False:
+        return (f"no Waypoint-1 autoencoder in {folder}: put {', '.join(OWL_NAMES)} in that folder "
+                f"or in {folder / 'ae'}{source}")
+    return (f"no TAEHV 1.5 autoencoder in {folder}: put taehv1_5.safetensors (or taehv1_5.pth) in that "
+            f"folder or in {folder / 'ae'} or {folder / 'taehv'}{source}")
+
+
+def _taehv_latent_hw(config, latent_hw) -> tuple[int, int]:
+    if latent_hw is not None:
+        return tuple(latent_hw)
+    shape = getattr(config, "latent_shape", None)
+    if shape is None:
+        return DEFAULT_TAEHV_LATENT_HW
+    if shape[0] != LATENT_CHANNELS:
+        raise WaypointError(f"config has {shape[0]} latent channels but TAEHV 1.5 makes {LATENT_CHANNELS}")
+    return (shape[1], shape[2])
+
+
+class EncoderStream:
+    """frames [T, 3, H, W] in [0, 1] -> latents [T / frames_per_latent, C, h, w]; fitted to pixel_size first."""
+
+    def __init__(self, ae: "WorldAutoencoder"):
+        self.ae = ae
+        self._taehv = TAEHVEncoderStream(ae.model) if ae.kind == "taehv" else None
+
+    def reset(self) -> None:
+        if self._taehv is not None:
+            self._taehv.reset()
+
+    def encode(self, frames: torch.Tensor, fit: FitMode | str = FitMode.ERROR) -> torch.Tensor:
+        frames = fit_frames(frames, self.ae.pixel_size, fit)
+        if self._taehv is not None:
+            return self._taehv.encode(frames).float()
+        return self.ae.model.encode(frames).float()
+
+    def flush(self) -> torch.Tensor:
+        return self._taehv.flush() if self._taehv is not None else torch.zeros(0)
+
+    def get_state(self) -> StreamState:
+        return self._taehv.get_state() if self._taehv is not None else {}
+
+    def load_state(self, state: StreamState) -> None:
+        if self._taehv is not None:
+            self._taehv.load_state(state)
+
+
+class DecoderStream:
+    """latent [C, h, w] (or [N, C, h, w]) -> frames [k, 3, H, W] in [0, 1] at output_size (k = 4N or N)."""
+
+    def __init__(self, ae: "WorldAutoencoder", display: bool = True):
+        self.ae = ae
+        self.display = display
+        self._taehv = TAEHVDecoderStream(ae.model) if ae.kind == "taehv" else None
+
+    def reset(self) -> None:
+        if self._taehv is not None:
+            self._taehv.reset()
+
+    def decode(self, latent: torch.Tensor) -> torch.Tensor:
+        if self._taehv is None:
+            return self.ae.model.decode(latent).float()
+        frames = self._taehv.decode(latent).float()
+        if self.display:  # bilinear to 360x640 / 720x1280, then clamp, as the reference engine
+            frames = resize_frames(frames, self.ae.output_size).clamp(0, 1)
+        return frames
+
+    def flush(self) -> torch.Tensor:
+        return self._taehv.flush() if self._taehv is not None else torch.zeros(0)
+
+    def get_state(self) -> StreamState:
+        return self._taehv.get_state() if self._taehv is not None else {}
+
+    def load_state(self, state: StreamState) -> None:
+        if self._taehv is not None:
+            self._taehv.load_state(state)
+
+
+class AEStream:
+    """An encoder and a decoder stream used together by one session; one state dict for both."""
+
+    def __init__(self, ae: "WorldAutoencoder"):
+        self.encoder = ae.encoder()
+        self.decoder = ae.decoder()
+
+    def encode_frames(self, frames: torch.Tensor, fit: FitMode | str = FitMode.ERROR) -> torch.Tensor:
+        return self.encoder.encode(frames, fit)
+
+    def decode_latent(self, latent: torch.Tensor) -> torch.Tensor:
+        return self.decoder.decode(latent)
+
+    def reset(self) -> None:
+        self.encoder.reset()
+        self.decoder.reset()
+
+    def get_state(self) -> StreamState:
+        return {**{f"encoder.{k}": v for k, v in self.encoder.get_state().items()},
+                **{f"decoder.{k}": v for k, v in self.decoder.get_state().items()}}
+
+    def load_state(self, state: StreamState) -> None:
+        for prefix, stream in (("encoder.", self.encoder), ("decoder.", self.decoder)):
+            stream.load_state({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+
+
+class WorldAutoencoder:
+    """A loaded AE (weights shared by every stream made from it)."""
+
+    def __init__(self, kind: str, model: TAEHV | OwlAE, latent_hw: tuple[int, int], source: Path):
+        self.kind, self.model, self.source = kind, model, source
+        if kind == "taehv":
+            self.frames_per_latent = FRAMES_PER_LATENT
+            self.latent_channels = LATENT_CHANNELS
+            self.pixel_size = (latent_hw[0] * SPATIAL_SCALE, latent_hw[1] * SPATIAL_SCALE)
+            self.output_size = display_size(self.pixel_size)
+        else:
+            self.frames_per_latent = 1
+            self.latent_channels = model.latent_channels
+            self.pixel_size = self.output_size = DECODER_SIZE
+        self.latent_hw = latent_hw
+
+    def encoder(self) -> EncoderStream:
+        return EncoderStream(self)
+
+    def decoder(self, display: bool = True) -> DecoderStream:
+        return DecoderStream(self, display)
+
+    def stream(self) -> AEStream:
+        return AEStream(self)
+
+
+def load_autoencoder(folder: str | Path, config=None, device: str | torch.device = "cpu",
+                     dtype: torch.dtype = torch.float32, extra_dirs=(),
+                     latent_hw: tuple[int, int] | None = None) -> WorldAutoencoder:
+    """Find and load the AE for `config` (a WaypointConfig, or None to take whichever is present).
+
+    TAEHV latent size (h, w): `latent_hw`, else the config's latent_shape, else 360P (16, 32).
+    """
+    folder = Path(folder)
+    files = find_autoencoder_files(folder, config, extra_dirs)
+    if files is None:
+        raise WaypointError(_missing_message(folder, config))
+    if files.kind == "taehv":
+        model = load_taehv(files.path, device, dtype)
+        return WorldAutoencoder("taehv", model, _taehv_latent_hw(config, latent_hw), files.path)
+    model = load_owl_ae(files.path, device, dtype)
+    side = ENCODER_SIZE[0] >> len(model.encoder.blocks)  # each encoder stage halves the 512x512 square
+    return WorldAutoencoder("owl", model, (side, side), files.path)
+
+
+def measure_decode_fps(ae: WorldAutoencoder, n_latents: int = 6, warmup_latents: int = 1,
+                       seed: int = 0) -> dict:
+    """Decode random latents through a fresh decoder stream; returns frames/s and ms per latent.
+
+    The first `warmup_latents` calls (TAEHV warm-up included) are not timed.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    shape = (n_latents + warmup_latents, ae.latent_channels, *ae.latent_hw)
+    latents = torch.randn(shape, generator=generator)
+    decoder = ae.decoder()
+    for latent in latents[:warmup_latents]:
+        decoder.decode(latent)
+    frames = 0
+    start = time.perf_counter()
+    for latent in latents[warmup_latents:]:
+        frames += decoder.decode(latent).shape[0]
+    seconds = time.perf_counter() - start
+    return {"frames_per_s": frames / seconds, "ms_per_latent": 1000 * seconds / n_latents,
+            "frames": frames, "output_size": ae.output_size, "threads": torch.get_num_threads()}
