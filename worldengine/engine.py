@@ -55,9 +55,17 @@ class WorldEngine:
     def autoencoder(self):
         """The model's autoencoder (loaded on first use), or None when its files are absent."""
         if self._autoencoder is None and self.folder is not None:
-            from .autoencoder import find_autoencoder  # deferred: AE code is only needed for images
-            self._autoencoder = find_autoencoder(self.folder, self.config, self.device)
+            from .autoencoder import find_autoencoder_files, load_autoencoder  # deferred: images only
+            if find_autoencoder_files(self.folder, self.config) is not None:
+                self._autoencoder = load_autoencoder(self.folder, self.config, self.device)
         return self._autoencoder
+
+    def require_autoencoder(self):
+        """The autoencoder, or a WaypointError saying which files to put where."""
+        if self.autoencoder is None:
+            from .autoencoder import load_autoencoder
+            load_autoencoder(self.folder or Path("."), self.config, self.device)  # raises the message
+        return self.autoencoder
 
     def describe(self) -> str:
         c = self.config

@@ -37,7 +37,8 @@ class WorldSession:
         self.prompt_emb: torch.Tensor | None = None     # [P_len, P] as given
         self._prompt_normed: torch.Tensor | None = None
         self.last_latent: torch.Tensor | None = None     # [C, H, W] float32 CPU
-        self.decoder = None                              # autoencoder decode stream, created lazily
+        self.ae_stream = None                            # autoencoder encode/decode streams, lazily
+        self.undecoded: list[torch.Tensor] = []          # latents not yet fed to the decoder stream
 
     # ---- inputs -------------------------------------------------------------------------------
     def set_prompt(self, prompt_emb: torch.Tensor | None):
@@ -97,6 +98,7 @@ class WorldSession:
         self.cache.commit(self.frame_index)
         self.frame_index += 1
         self.last_latent = x.float().cpu()
+        self.undecoded.append(self.last_latent)
 
     @torch.inference_mode()
     def step(self, controls: Controls | None = None, noise: torch.Tensor | None = None,
@@ -119,6 +121,7 @@ class WorldSession:
         self.cache.commit(self.frame_index)
         self.frame_index += 1
         self.last_latent = x.float().cpu()
+        self.undecoded.append(self.last_latent)
         return self.last_latent
 
     def reset(self):
@@ -126,7 +129,47 @@ class WorldSession:
         self.cache.reset()
         self.frame_index = 0
         self.last_latent = None
-        self.decoder = None
+        self.ae_stream = None
+        self.undecoded = []
+
+    # ---- images -------------------------------------------------------------------------------
+    def _stream(self):
+        if self.ae_stream is None:
+            self.ae_stream = self.engine.require_autoencoder().stream()
+        return self.ae_stream
+
+    @torch.inference_mode()
+    def append_frames(self, frames: torch.Tensor, controls: Controls | None = None, fit="error") -> torch.Tensor:
+        """Seed from video frames [T, 3, H, W] float in [0, 1]; returns the appended latents [N, C, h, w].
+
+        A single frame is repeated to fill one latent (4 frames for TAEHV), as the reference examples
+        prime a world from one image. Otherwise T must be a multiple of the frames per latent.
+        """
+        per_latent = self.engine.config.frames_per_latent
+        if frames.ndim != 4 or frames.shape[1] != 3:
+            raise WaypointError(f"frames must be [T, 3, H, W] RGB, got {list(frames.shape)}")
+        if frames.shape[0] == 1 and per_latent > 1:
+            frames = frames.expand(per_latent, -1, -1, -1)
+        if frames.shape[0] % per_latent:
+            raise WaypointError(f"this model encodes {per_latent} frames per latent; got {frames.shape[0]} frames")
+        latents = self._stream().encode_frames(frames.float(), fit=fit)
+        for latent in latents:
+            self.append_latent(latent, controls)
+        return latents
+
+    @torch.inference_mode()
+    def decode_pending(self) -> torch.Tensor:
+        """Decode every latent appended or generated since the last call, in world order.
+
+        Returns frames [T, 3, H, W] float32 in [0, 1] (frames_per_latent per latent; T may be 0).
+        """
+        stream = self._stream()
+        frames = [stream.decode_latent(latent) for latent in self.undecoded]
+        self.undecoded = []
+        if not frames:
+            height, width = self.engine.autoencoder.output_size
+            return torch.zeros(0, 3, height, width)
+        return torch.cat(frames)
 
     # ---- snapshots ----------------------------------------------------------------------------
     def snapshot(self) -> WorldSnapshot:
@@ -135,10 +178,12 @@ class WorldSession:
             tensors["prompt_emb"] = self.prompt_emb.clone()
         if self.last_latent is not None:
             tensors["last_latent"] = self.last_latent.clone()
+        if self.undecoded:
+            tensors["undecoded"] = torch.stack(self.undecoded)
         extra = {}
-        if self.decoder is not None and hasattr(self.decoder, "get_state"):
-            decoder_tensors, extra["decoder"] = _split_state(self.decoder.get_state())
-            tensors.update({f"decoder.{k}": v for k, v in decoder_tensors.items()})
+        if self.ae_stream is not None:
+            stream_tensors, extra["ae_stream"] = _split_state(self.ae_stream.get_state())
+            tensors.update({f"ae.{k}": v for k, v in stream_tensors.items()})
         return WorldSnapshot(self.engine.fingerprint, self.frame_index, tensors, extra)
 
     def restore(self, snapshot: WorldSnapshot):
@@ -152,12 +197,12 @@ class WorldSession:
             self.set_prompt(prompt)
         latent = snapshot.tensors.get("last_latent")
         self.last_latent = None if latent is None else latent.clone()
-        decoder_tensors = {k[len("decoder."):]: v for k, v in snapshot.tensors.items() if k.startswith("decoder.")}
-        if "decoder" in snapshot.extra:
-            self.decoder = self.engine.autoencoder.new_decoder()
-            self.decoder.load_state({**decoder_tensors, **snapshot.extra["decoder"]})
-        else:
-            self.decoder = None
+        undecoded = snapshot.tensors.get("undecoded")
+        self.undecoded = [] if undecoded is None else list(undecoded.clone())
+        self.ae_stream = None
+        if "ae_stream" in snapshot.extra:
+            stream_tensors = {k[len("ae."):]: v.clone() for k, v in snapshot.tensors.items() if k.startswith("ae.")}
+            self._stream().load_state({**stream_tensors, **snapshot.extra["ae_stream"]})
 
     def save_snapshot(self, path: str | Path):
         from safetensors.torch import save_file
