@@ -1,0 +1,224 @@
+"""The main Waypoint nodes: LoadWaypoint, SeedFrame, StepWorld, DecodeLatent (+ ControllerInput
+from controls_node). Thin: each converts ComfyUI values to one engine call and back. No state on
+node instances: engines live in `registry`, worlds travel as immutable `World` handles."""
+from __future__ import annotations
+
+from . import host, registry, stream
+from .controls_node import WaypointControllerInput
+from .world import WAYPOINT_CONTROLS, WAYPOINT_ENGINE, WAYPOINT_LATENTS, WAYPOINT_WORLD, DecodeStream, \
+    World, WorldLatents, new_world
+
+CATEGORY = "Waypoint"
+DEVICES = ("auto", "cpu", "cuda")
+FIT_MODES = ("crop", "stretch", "pad", "error")
+
+
+def _error(message: str):
+    from worldengine.errors import WaypointError
+    return WaypointError(message)
+
+
+def model_choices() -> list[str]:
+    """Local model folders first, then known Hugging Face repo ids not downloaded yet."""
+    from worldengine.hub import KNOWN_MODELS, local_folder_for
+    names = host.local_model_names()
+    for repo_id in KNOWN_MODELS:
+        if local_folder_for(repo_id, "").name not in names:
+            names.append(repo_id)
+    return names
+
+
+class WaypointLoad:
+    DESCRIPTION = ("Load a Waypoint world model (kept in memory and shared by every node asking for the same "
+                   "model and options; changing an option loads a new one and frees the old one).")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "model": (model_choices(), {"tooltip": "A model folder under models/waypoint/ (config.yaml + "
+                                                       "model.safetensors + autoencoder files), or a Hugging Face "
+                                                       "repo id, downloaded into models/waypoint/ on first use."}),
+                "device": (list(DEVICES), {"default": "auto", "tooltip": "auto = ComfyUI's device (CPU with --cpu)."}),
+                "dtype": (list(registry.DTYPES), {"default": "auto",
+                                                 "tooltip": "auto = bfloat16 on GPU, float32 on CPU."}),
+                "quant": (list(registry.QUANTS), {"default": "none",
+                                                 "tooltip": "int8 = W8A8 linears: faster, less memory, small drift."}),
+                "compile": ("BOOLEAN", {"default": False,
+                                        "tooltip": "torch.compile the model: slow first frame, faster after."}),
+            },
+            "optional": {
+                "repo_id": ("STRING", {"default": "", "tooltip": "Type any Hugging Face repo id (owner/name) or "
+                                                                 "folder path here to override 'model'."}),
+            },
+        }
+
+    RETURN_TYPES = (WAYPOINT_ENGINE,)
+    RETURN_NAMES = ("engine",)
+    FUNCTION = "load"
+    CATEGORY = CATEGORY
+
+    def load(self, model, device="auto", dtype="auto", quant="none", compile=False, repo_id=""):
+        source = (repo_id or "").strip() or model
+        folder = host.resolve_local_model(source)
+        device = host.default_device() if device == "auto" else device
+        key = registry.EngineKey(model=folder or source, device=device, dtype=dtype, quant=quant,
+                                 compile=bool(compile))
+        return (registry.get_engine(key, models_dir=host.waypoint_model_dirs()[0]),)
+
+
+def _seed_frames(engine, image):
+    """IMAGE [B,H,W,3] -> frames [T,3,H,W] float 0..1, T a multiple of the frames per latent (a short
+    batch is padded at the front with copies of its first frame: 1 image -> 4 equal frames)."""
+    import torch
+    from worldengine import images
+    frames = images.to_frames(image)
+    per_latent = stream.autoencoder(engine).frames_per_latent
+    if frames.shape[0] % per_latent:
+        pad = per_latent - frames.shape[0] % per_latent
+        frames = torch.cat([frames[:1].expand(pad, -1, -1, -1), frames], 0)
+    return frames
+
+
+class WaypointSeedFrame:
+    DESCRIPTION = ("Start a world from an image (or inject an image into an existing world): the image is "
+                   "encoded and written into the world's memory; nothing is generated.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "engine": (WAYPOINT_ENGINE, {"tooltip": "The model, from Load Waypoint."}),
+                "image": ("IMAGE", {"tooltip": "Seed image(s) from any image node. Waypoint-1.5 encodes 4 frames "
+                                               "per latent: 1 image is repeated 4x, a batch of 4k images gives k "
+                                               "seed latents (other counts are padded with the first image)."}),
+                "fit": (list(FIT_MODES), {"default": "crop",
+                                          "tooltip": "Images not 16:9: crop (centre), stretch, pad (black bars) or "
+                                                     "error. 16:9 images are simply resized."}),
+            },
+            "optional": {
+                "world": (WAYPOINT_WORLD, {"tooltip": "Inject into this world (mid-rollout) instead of starting a "
+                                                      "new one. The input world itself is left unchanged."}),
+            },
+        }
+
+    RETURN_TYPES = (WAYPOINT_WORLD, WAYPOINT_LATENTS)
+    RETURN_NAMES = ("world", "seed_latents")
+    FUNCTION = "seed"
+    CATEGORY = CATEGORY
+
+    def seed(self, engine, image, fit="crop", world=None):
+        base = world if world is not None else new_world(engine)
+        if base.engine is not engine:
+            raise _error("SeedFrame: the world comes from a different engine than the 'engine' input; "
+                         "connect the engine the world was made with")
+        frames = _seed_frames(engine, image)
+        encoder = stream.copy_encoder(base.encoder) if base.encoder is not None else stream.new_encoder(engine)
+        latents = stream.encode(encoder, frames, fit)
+        with base.cursor.lock:
+            session = base.checkout()
+            try:
+                for latent in latents:
+                    session.append_latent(latent)
+            except BaseException:
+                base.cursor.at = None   # partly written: the next checkout must restore
+                raise
+            out = base.derive(new_latents=latents, encoder=encoder)
+        return (out, WorldLatents(engine, out.decode_tail))
+
+
+def _frame_controls(track, frames: int) -> list:
+    """Per-frame controls for `frames` frames (0 = the track's length); a short track holds its last frame."""
+    count = frames if frames > 0 else len(track)
+    items = list(track.frames[:count])
+    items += [track.frames[-1]] * (count - len(items))
+    return items
+
+
+class WaypointStepWorld:
+    DESCRIPTION = ("Advance a world by N latent frames with the given controls (Waypoint-1.5: 4 video frames "
+                   "each). Runs on every queue; the input world is never changed, so re-runs and branches "
+                   "start from the same place.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "world": (WAYPOINT_WORLD, {"tooltip": "The world to continue (from Seed Frame or another Step World)."}),
+                "controls": (WAYPOINT_CONTROLS, {"tooltip": "Controls per latent frame, from Controller Input. "
+                                                            "A single control is held for every frame; a track "
+                                                            "shorter than 'frames' holds its last control."}),
+                "frames": ("INT", {"default": 15, "min": 0, "max": 100000,
+                                   "tooltip": "Latent frames to generate; 0 = the length of the control track."}),
+                "seed": ("INT", {"default": 0, "min": -1, "max": 0xFFFFFFFFFFFFFFFF,
+                                 "tooltip": "Noise seed of this rollout (same seed + controls = same frames). "
+                                            "-1 = the seed recorded in the control track."}),
+            },
+        }
+
+    RETURN_TYPES = (WAYPOINT_WORLD, WAYPOINT_LATENTS)
+    RETURN_NAMES = ("world", "latents")
+    FUNCTION = "step"
+    CATEGORY = CATEGORY
+
+    @classmethod
+    def IS_CHANGED(cls, **_):
+        return float("nan")   # never equal to itself: run on every queue
+
+    def step(self, world, controls, frames=15, seed=0):
+        import torch
+        per_frame = _frame_controls(controls, frames)
+        if not per_frame:
+            raise _error("StepWorld: nothing to generate (frames is 0 and the control track is empty)")
+        generator = torch.Generator().manual_seed(controls.seed if seed == -1 else seed)
+        progress = host.Progress(len(per_frame))
+        latents = []
+        with world.cursor.lock:
+            session = world.checkout()
+            try:
+                for frame_controls in per_frame:
+                    host.check_interrupt()
+                    latents.append(session.step(frame_controls, generator=generator))
+                    progress.update(1)
+            except BaseException:
+                world.cursor.at = None   # interrupted mid-rollout: the next checkout must restore
+                raise
+            out = world.derive(new_latents=torch.stack(latents))
+        return (out, WorldLatents(world.engine, out.decode_tail))
+
+
+class WaypointDecodeLatent:
+    DESCRIPTION = ("Decode world latents into an image batch (Waypoint-1.5: 4 frames per latent) with the "
+                   "world's streaming decoder, ready for Save Image, video nodes, upscalers or img2img.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"latents": (WAYPOINT_LATENTS, {"tooltip": "Latents from Step World or Seed Frame."})}}
+
+    RETURN_TYPES = ("IMAGE",)
+    RETURN_NAMES = ("images",)
+    FUNCTION = "decode"
+    CATEGORY = CATEGORY
+
+    def decode(self, latents):
+        from worldengine import images
+        if not isinstance(latents, WorldLatents):
+            raise _error(f"DecodeLatent takes Waypoint latents, got {type(latents).__name__}")
+        frames = latents.link.decode(latents.engine)
+        return (images.to_comfy(frames),)
+
+
+NODE_CLASS_MAPPINGS = {
+    "WaypointLoad": WaypointLoad,
+    "WaypointSeedFrame": WaypointSeedFrame,
+    "WaypointControllerInput": WaypointControllerInput,
+    "WaypointStepWorld": WaypointStepWorld,
+    "WaypointDecodeLatent": WaypointDecodeLatent,
+}
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "WaypointLoad": "Load Waypoint",
+    "WaypointSeedFrame": "Seed Frame (Waypoint)",
+    "WaypointControllerInput": "Controller Input (Waypoint)",
+    "WaypointStepWorld": "Step World (Waypoint)",
+    "WaypointDecodeLatent": "Decode Latent (Waypoint)",
+}

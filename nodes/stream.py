@@ -1,0 +1,67 @@
+"""The nodes' only contact with the autoencoder streams (engine.autoencoder, worldengine/).
+
+Encoder and decoder streams are causal over a world (TAEHV 1.5: memory persists across calls);
+per-frame autoencoders (Waypoint-1) have streams with no memory. Both expose
+`encode`/`decode`, `get_state`/`load_state`.
+"""
+from __future__ import annotations
+
+import weakref
+
+
+_fallback_aes: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def autoencoder(engine):
+    """The engine's autoencoder, or a WaypointError saying which files are missing."""
+    from worldengine.errors import WaypointError
+    try:
+        ae = engine.autoencoder
+    except ImportError:   # an engine without the AE facade hook: load it here, once per engine
+        ae = _fallback_aes.get(engine)
+        if ae is None:
+            from worldengine.autoencoder import load_autoencoder
+            ae = _fallback_aes[engine] = load_autoencoder(engine.folder, engine.config, engine.device)
+    if ae is None:
+        folder = getattr(engine, "folder", None)
+        raise WaypointError(f"model folder {folder} has no autoencoder files, so images cannot be encoded "
+                            "or decoded: add taehv1_5.safetensors (Waypoint-1.5) or the Waypoint-1 AE "
+                            "files (encoder/decoder .safetensors + _conf.yml) to the folder")
+    return ae
+
+
+def new_decoder(engine):
+    """A fresh decoder stream whose frames come out at the model's display size."""
+    return autoencoder(engine).decoder()
+
+
+def new_encoder(engine):
+    return autoencoder(engine).encoder()
+
+
+def copy_decoder(decoder):
+    """An independent decoder stream in the same state (get_state clones the memory)."""
+    if decoder is None:
+        return None
+    twin = decoder.ae.decoder(decoder.display)
+    twin.load_state(decoder.get_state())
+    return twin
+
+
+def copy_encoder(encoder):
+    if encoder is None:
+        return None
+    twin = encoder.ae.encoder()
+    twin.load_state(encoder.get_state())
+    return twin
+
+
+def decode(decoder, latents):
+    """latents [n, C, h, w] float -> frames [T, 3, H, W] float32 in [0, 1] on CPU (display size)."""
+    return decoder.decode(latents).float().cpu()
+
+
+def encode(encoder, frames, fit: str):
+    """frames [T, 3, H, W] float in [0, 1], T a multiple of frames_per_latent -> latents [n, C, h, w]
+    float32 CPU. Frames not at the model's pixel size are fitted (crop / stretch / pad / error)."""
+    return encoder.encode(frames, fit).float().cpu()

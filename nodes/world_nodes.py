@@ -1,0 +1,195 @@
+"""World utility nodes: save a world to disk (a branch point), load it back, set a Waypoint-1 prompt."""
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+from pathlib import Path
+
+from . import host, stream
+from .world import WAYPOINT_ENGINE, WAYPOINT_WORLD, DecodeStream, new_world
+
+CATEGORY = "Waypoint"
+SNAPSHOT_SUFFIX = ".safetensors"
+
+
+def _error(message: str):
+    from worldengine.errors import WaypointError
+    return WaypointError(message)
+
+
+def output_dir() -> Path:
+    try:
+        import folder_paths
+        return Path(folder_paths.get_output_directory())
+    except ImportError:
+        return Path.cwd() / "output"
+
+
+def _input_dir() -> Path | None:
+    try:
+        import folder_paths
+        return Path(folder_paths.get_input_directory())
+    except ImportError:
+        return None
+
+
+def next_snapshot_path(prefix: str) -> Path:
+    """`<output>/<prefix>_00001.safetensors`, the first free number; refuses to leave the output folder."""
+    root = output_dir().resolve()
+    base = (root / prefix).resolve()
+    if root not in base.parents:
+        raise _error(f"filename_prefix {prefix!r} points outside the output folder {root}")
+    base.parent.mkdir(parents=True, exist_ok=True)
+    for counter in range(1, 1_000_000):
+        path = base.parent / f"{base.name}_{counter:05d}{SNAPSHOT_SUFFIX}"
+        if not path.exists():
+            return path
+    raise _error(f"no free snapshot file name for prefix {prefix!r}")
+
+
+def find_snapshot(path_text: str) -> Path:
+    """An existing snapshot file: absolute, or relative to the output folder, then the input folder."""
+    text = (path_text or "").strip()
+    if not text:
+        raise _error("LoadWorldSnapshot: give the path of a .safetensors world snapshot")
+    candidates = [Path(text).expanduser()]
+    if not candidates[0].is_absolute():
+        candidates = [output_dir() / text] + ([_input_dir() / text] if _input_dir() else [])
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise _error(f"world snapshot {text!r} not found (looked at {', '.join(str(c) for c in candidates)})")
+
+
+class WaypointSaveWorldSnapshot:
+    DESCRIPTION = ("Save a world (its memory, frame counter, prompt and decoder stream) to a .safetensors file in "
+                   "the output folder: a branch point to load later with Load World Snapshot.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "world": (WAYPOINT_WORLD, {"tooltip": "The world to save."}),
+            "filename_prefix": ("STRING", {"default": "waypoint/world",
+                                           "tooltip": "File name prefix inside the output folder; a number and "
+                                                      ".safetensors are appended."}),
+        }}
+
+    RETURN_TYPES = (WAYPOINT_WORLD, "STRING")
+    RETURN_NAMES = ("world", "path")
+    FUNCTION = "save"
+    CATEGORY = CATEGORY
+    OUTPUT_NODE = True
+
+    def save(self, world, filename_prefix="waypoint/world"):
+        path = next_snapshot_path(filename_prefix)
+        decoder = world.decode_tail.state_after(world.engine) if world.decode_tail is not None else None
+        with world.cursor.lock:
+            session = world.checkout()
+            session.decoder = decoder
+            try:
+                session.save_snapshot(path)
+            finally:
+                session.decoder = None
+        relative = os.path.relpath(path, output_dir())
+        return {"ui": {"text": [relative]}, "result": (world, relative)}
+
+
+class WaypointLoadWorldSnapshot:
+    DESCRIPTION = "Load a world saved by Save World Snapshot (it must come from the same model)."
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "engine": (WAYPOINT_ENGINE, {"tooltip": "The model the snapshot was taken with."}),
+            "path": ("STRING", {"default": "waypoint/world_00001.safetensors",
+                                "tooltip": "Snapshot file: relative to the output folder (as Save World "
+                                           "Snapshot reports it), the input folder, or an absolute path."}),
+        }}
+
+    RETURN_TYPES = (WAYPOINT_WORLD,)
+    RETURN_NAMES = ("world",)
+    FUNCTION = "load"
+    CATEGORY = CATEGORY
+
+    @classmethod
+    def IS_CHANGED(cls, engine=None, path=""):
+        try:
+            found = find_snapshot(path)
+        except ValueError:
+            return path
+        return f"{found}:{found.stat().st_mtime_ns}"
+
+    def load(self, engine, path):
+        file = find_snapshot(path)
+        empty = new_world(engine)
+        with empty.cursor.lock:
+            session = empty.checkout()
+            session.load_snapshot(file)
+            decoder, session.decoder = session.decoder, None
+            world = empty.derive()
+        tail = DecodeStream.resume(decoder) if decoder is not None else None
+        return (dataclasses.replace(world, decode_tail=tail),)
+
+
+_encoders: dict = {}
+_encoders_lock = threading.Lock()
+
+
+def prompt_encoder(source: str, device: str):
+    """Module-level cache of UMT5 prompt encoders (one per source and device)."""
+    from worldengine.prompt_encoder import PromptEncoder
+    key = (source, device)
+    with _encoders_lock:
+        if key not in _encoders:
+            _encoders.clear()   # one text encoder at a time: UMT5-XL is large
+            _encoders[key] = PromptEncoder.from_pretrained(source, models_dir=host.waypoint_model_dirs()[0],
+                                                           device=device)
+        return _encoders[key]
+
+
+class WaypointSetWorldPrompt:
+    DESCRIPTION = ("Waypoint-1 only: set or replace the text prompt of a world (from the next frame on). "
+                   "Feed it the output of Sanitize Prompt.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "world": (WAYPOINT_WORLD, {"tooltip": "A world of a text-conditioned model (Waypoint-1)."}),
+            "text": ("STRING", {"default": "An explorable world", "multiline": True,
+                                "tooltip": "The prompt; empty = the model's default prompt."}),
+            "encoder": ("STRING", {"default": "google/umt5-xl",
+                                   "tooltip": "UMT5 text encoder: a folder under models/waypoint/, a path, or a "
+                                              "Hugging Face repo id."}),
+        }}
+
+    RETURN_TYPES = (WAYPOINT_WORLD,)
+    RETURN_NAMES = ("world",)
+    FUNCTION = "set_prompt"
+    CATEGORY = CATEGORY
+
+    def set_prompt(self, world, text, encoder="google/umt5-xl"):
+        config = world.engine.config
+        if not config.has_prompt:
+            raise _error(f"SetWorldPrompt: this {config.model_type} model takes no text prompt")
+        embedding, _ = prompt_encoder(encoder, "cpu").encode(text)
+        with world.cursor.lock:
+            session = world.checkout()
+            try:
+                session.set_prompt(embedding)
+            except BaseException:
+                world.cursor.at = None
+                raise
+            return (world.derive(),)
+
+
+NODE_CLASS_MAPPINGS = {
+    "WaypointSaveWorldSnapshot": WaypointSaveWorldSnapshot,
+    "WaypointLoadWorldSnapshot": WaypointLoadWorldSnapshot,
+    "WaypointSetWorldPrompt": WaypointSetWorldPrompt,
+}
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "WaypointSaveWorldSnapshot": "Save World Snapshot (Waypoint)",
+    "WaypointLoadWorldSnapshot": "Load World Snapshot (Waypoint)",
+    "WaypointSetWorldPrompt": "Set World Prompt (Waypoint-1)",
+}
