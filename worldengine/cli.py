@@ -1,0 +1,106 @@
+"""`python -m worldengine {replay,rollout,bench}`."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import WaypointError
+
+
+def _common(parser: argparse.ArgumentParser):
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+
+
+def cmd_replay(args) -> int:
+    import torch
+    from safetensors.torch import save_file
+
+    from .engine import load_engine
+    from .replay import read_rollout_inputs, replay
+
+    engine = load_engine(args.checkpoint, dtype=args.dtype, device=args.device)
+    tensors, metadata = read_rollout_inputs(args.inputs)
+    out = replay(engine, tensors, metadata)
+    save_file({k: v.float().contiguous() for k, v in out.items()}, str(args.out),
+              metadata={"format": "waypoint-rollout-latents/1", "dtype": args.dtype})
+    print(f"wrote {out['latents'].shape[0]} latents {list(out['latents'].shape[1:])} to {args.out}")
+    return 0
+
+
+def cmd_rollout(args) -> int:
+    from .controls import ControlTrack
+    from .engine import load_engine
+    from .rollout import default_track, print_progress, resolve_model, rollout_frames, seed_frames_from_file
+    from .video import write_frames
+
+    models_dir = Path(args.models_dir)
+    folder, note = resolve_model(args.checkpoint, models_dir)
+    if note:
+        print(f"[worldengine] {note}")
+    engine = load_engine(folder, dtype=args.dtype, device=args.device, quant=args.quant, compile=args.compile)
+    print(f"[worldengine] {engine.describe()} from {folder}")
+    if args.controls:
+        track = ControlTrack.from_json(Path(args.controls).read_text())
+        if args.frames:
+            track = ControlTrack(track.frames[: args.frames], track.seed)
+    else:
+        track = default_track(args.frames or 16, seed=args.seed)
+    ae = engine.require_autoencoder()
+    seed = seed_frames_from_file(args.seed_image, ae.pixel_size)
+    prompt = None
+    if engine.config.has_prompt:
+        from .prompt_encoder import encode_prompt_for_engine
+        prompt = encode_prompt_for_engine(engine, args.prompt)
+    frames = rollout_frames(engine, seed, track, fit=args.fit, prompt_emb=prompt, progress=print_progress)
+    written = write_frames(frames, args.out, fps=args.fps)
+    print(f"[worldengine] wrote {frames.shape[0]} frames ({len(track)} latent steps) to {written}")
+    return 0
+
+
+def cmd_bench(argv: list[str]) -> int:
+    from .bench import main
+
+    return main(argv) or 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m worldengine", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    replay = sub.add_parser("replay", help="replay an oracle-format inputs file, write the latents")
+    replay.add_argument("checkpoint")
+    replay.add_argument("inputs")
+    replay.add_argument("--out", required=True)
+    _common(replay)
+    rollout = sub.add_parser("rollout", help="seed image + control track -> video or PNG frames")
+    rollout.add_argument("checkpoint", nargs="?", default="default",
+                         help="model folder or Hugging Face repo id (default: Waypoint-1.5 360P, else offline fallback)")
+    rollout.add_argument("--seed-image", default=None)
+    rollout.add_argument("--controls", default=None, help="control track JSON (waypoint-control-track/1)")
+    rollout.add_argument("--frames", type=int, default=None, help="latent steps (default: whole track, or 16)")
+    rollout.add_argument("--out", required=True, help="OUT.mp4 / .gif / .webp, or a folder for PNGs")
+    rollout.add_argument("--fit", default="crop", choices=["error", "stretch", "crop", "pad"],
+                         help="how a seed image of another aspect ratio is fitted")
+    rollout.add_argument("--seed", type=int, default=0, help="noise seed when no control track is given")
+    rollout.add_argument("--prompt", default=None, help="Waypoint-1 text prompt")
+    rollout.add_argument("--fps", type=float, default=30.0)
+    rollout.add_argument("--models-dir", default=str(Path.home() / ".cache" / "waypoint-models"))
+    rollout.add_argument("--quant", default=None, choices=["none", "int8"])
+    rollout.add_argument("--compile", action="store_true")
+    _common(rollout)
+    sub.add_parser("bench", help="benchmark (see `bench --help`)", add_help=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["bench"]:
+        return cmd_bench(argv[1:])
+    args = build_parser().parse_args(argv)
+    try:
+        return {"replay": cmd_replay, "rollout": cmd_rollout}[args.command](args)
+    except WaypointError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2

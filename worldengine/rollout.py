@@ -1,0 +1,86 @@
+"""Offline rollouts: seed image + control track → video frames; the default-model fallback chain."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+
+from .controls import Controls, ControlTrack
+from .errors import WaypointError
+
+DEFAULT_MODEL = "Overworld/Waypoint-1.5-1B-360P"
+TOY_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "toyworld"
+
+
+def default_track(frames: int, seed: int = 0) -> ControlTrack:
+    """Walk forward for the first half, then keep walking while turning left."""
+    walk = Controls.from_keys(["W"])
+    turn = Controls.from_keys(["W"], mouse=(-0.3, 0.0))
+    return ControlTrack(tuple(walk if i < frames // 2 else turn for i in range(frames)), seed)
+
+
+def resolve_model(source: str | None, models_dir: Path, log=print) -> tuple[Path, str]:
+    """(folder, note). `None`/"default": the real default model, else the toy world, else a tiny random model."""
+    from .hub import resolve_model_folder
+
+    if source not in (None, "default"):
+        return resolve_model_folder(source, models_dir), ""
+    try:
+        return resolve_model_folder(DEFAULT_MODEL, models_dir), ""
+    except WaypointError as err:
+        log(f"[worldengine] default model unavailable: {err}")
+    if (TOY_MODEL_DIR / "model.safetensors").is_file():
+        return TOY_MODEL_DIR, "using the shipped offline toy world (models/toyworld)"
+    from .testing import write_tiny_checkpoint
+
+    folder = models_dir / "tiny-random"
+    if not (folder / "model.safetensors").is_file():
+        write_tiny_checkpoint(folder)
+    return folder, "using a tiny RANDOM model: frames are noise, not a world"
+
+
+def seed_frames_from_file(path: str | Path | None, pixel_size: tuple[int, int]) -> torch.Tensor:
+    """[1, 3, H, W] float in [0, 1] from an image file, or a synthetic horizon when no file is given."""
+    if path is None:
+        height, width = pixel_size
+        rows = torch.linspace(0, 1, height)[:, None].expand(height, width)
+        sky = torch.stack([0.4 + 0.3 * (1 - rows), 0.6 + 0.2 * (1 - rows), 0.9 * torch.ones_like(rows)])
+        ground = torch.stack([0.3 * torch.ones_like(rows), 0.5 * rows, 0.2 * torch.ones_like(rows)])
+        return torch.where(rows < 0.5, sky, ground)[None]
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        image = Image.open(path).convert("RGB")
+    except (OSError, UnidentifiedImageError) as err:
+        raise WaypointError(f"cannot read seed image {path}: {err}") from None
+    import numpy as np
+
+    return torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)[None].float() / 255
+
+
+def rollout_frames(engine, seed: torch.Tensor, track: ControlTrack, fit: str = "error",
+                   prompt_emb: torch.Tensor | None = None, progress=None) -> torch.Tensor:
+    """Seed a fresh world, step it along `track`, decode: uint8 frames [T, H, W, 3] (seed frames first)."""
+    from .images import to_uint8
+
+    session = engine.new_session()
+    if engine.config.has_prompt:
+        if prompt_emb is None:
+            raise WaypointError("this model is text-conditioned: give a prompt embedding")
+        session.set_prompt(prompt_emb)
+    session.append_frames(seed, fit=fit)
+    generator = torch.Generator().manual_seed(track.seed)
+    chunks = [session.decode_pending()]
+    for index, controls in enumerate(track.frames):
+        session.step(controls, generator=generator)
+        chunks.append(session.decode_pending())
+        if progress:
+            progress(index + 1, len(track))
+    return to_uint8(torch.cat(chunks))
+
+
+def print_progress(done: int, total: int):
+    sys.stderr.write(f"\r[worldengine] frame {done}/{total}")
+    if done == total:
+        sys.stderr.write("\n")
