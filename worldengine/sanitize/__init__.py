@@ -1,0 +1,99 @@
+"""Prompt sanitation for text-conditioned world models: rewrite, never just refuse.
+
+``sanitize(text)`` normalises the prompt (NFKC, invisible characters, homoglyphs, leetspeak,
+spacing tricks), detects unsafe categories with data-driven term lists plus context rules
+(``detect.py``), rewrites the unsafe element into a safe generic description while keeping the
+scene, and enriches very short prompts. Fully offline, deterministic, pure Python (no torch).
+
+    result = sanitize("a n@ked woman on a beach at sunset")
+    result.text      # "A clothed woman on a beach at sunset"
+    result.report    # {"categories": ["sexual"], "rewritten": True, ...}
+
+An optional ``rewriter(text, report) -> str`` (e.g. a local LLM) is tried first for flagged
+prompts; its output is re-checked and the built-in rewrite is used if it is still unsafe or fails.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Callable
+
+from worldengine.errors import WaypointError
+from worldengine.sanitize.detect import CATEGORIES, Detection, Strictness, detect
+from worldengine.sanitize.rewrite import apply_rewrite
+from worldengine.sanitize.scene import (DEFAULT_SCENE, content_words, enrich, needs_enrichment,
+                                        rebuild_scene)
+
+__all__ = ["sanitize", "detect", "SanitizeResult", "Strictness", "CATEGORIES", "Rewriter"]
+
+Rewriter = Callable[[str, dict], str]
+
+
+@dataclass(frozen=True)
+class SanitizeResult:
+    """``text``: the prompt to feed the model. ``report``: JSON-able debugging info."""
+    text: str
+    categories: tuple[str, ...]
+    rewritten: bool
+    enriched: bool
+    report: dict = field(default_factory=dict)
+
+    def report_json(self) -> str:
+        return json.dumps(self.report, ensure_ascii=False, sort_keys=True)
+
+
+def _safe(text: str, level: Strictness) -> bool:
+    return bool(text.strip()) and not detect(text, level).unsafe
+
+
+def _builtin_rewrite(found: Detection, level: Strictness) -> tuple[str, str]:
+    text = apply_rewrite(found)
+    if len(content_words(text)) >= 2 and _safe(text, level):
+        return text, "replace"
+    rebuilt = rebuild_scene(found.clean)
+    if _safe(rebuilt, level):
+        return rebuilt, "rebuild"
+    return DEFAULT_SCENE, "default"
+
+
+def _custom_rewrite(rewriter: Rewriter, found: Detection, report: dict,
+                    level: Strictness) -> str | None:
+    try:
+        text = rewriter(found.clean, dict(report))
+    except Exception as exc:  # a user hook must never break sanitation
+        report["rewriter_error"] = f"{type(exc).__name__}: {exc}"
+        return None
+    if isinstance(text, str) and _safe(text, level):
+        return text.strip()
+    report["rewriter_error"] = "rewriter output was empty or still unsafe"
+    return None
+
+
+def sanitize(text: str, strictness: "str | Strictness" = Strictness.STANDARD, *,
+             enrich_short: bool = True, rewriter: Rewriter | None = None) -> SanitizeResult:
+    """Sanitise one prompt. Same input and options always give the same output."""
+    if not isinstance(text, str):
+        raise WaypointError(f"prompt must be a string, got {type(text).__name__}")
+    level = Strictness.parse(strictness)
+    found = detect(text, level)
+    report = {
+        "strictness": level.value,
+        "categories": list(found.categories),
+        "matches": [{"category_role": h.role, "term": h.entry.text, "text": found.clean[h.start:h.end],
+                     "how": h.how} for h in found.flagged],
+    }
+    out, method = found.clean, "none"
+    if found.unsafe:
+        custom = _custom_rewrite(rewriter, found, report, level) if rewriter else None
+        if custom:
+            out, method = custom, "custom"
+        else:
+            out, method = _builtin_rewrite(found, level)
+    enriched = False
+    if enrich_short and needs_enrichment(out):
+        candidate = enrich(out)
+        if _safe(candidate, level):
+            out, enriched = candidate, True
+    report.update(rewritten=found.unsafe, rewrite_method=method, enriched=enriched)
+    return SanitizeResult(out, tuple(found.categories), found.unsafe, enriched, report)

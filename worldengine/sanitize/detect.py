@@ -1,0 +1,152 @@
+"""Category detection: term-list hits (matching.py) turned into categories by context rules.
+
+Rules, per strictness (``Strictness``):
+- benign phrases ("shooting range", "blood moon", "photo shoot") hide the hits inside them;
+- explicit sexual terms -> "sexual"; explicit minor terms (loli, jailbait...) -> "minors";
+- a child/teen word is fine alone ("a kid's bedroom"), but with sexual or suggestive wording,
+  graphic violence, other unsafe content or a harm verb aimed at people -> "minors";
+- suggestive wording (sexy, lingerie) alone -> "sexual" only at strict;
+- graphic violence/gore -> "violence"; grim but non-graphic words (corpse, blood) only at strict;
+- a harm verb with a human target within a few words ("shooting civilians") -> "violence";
+  game targets (zombies, robots, targets at a range) are not human targets;
+- celebrity names -> "celebrity"; franchises/characters -> "branded_ip"; commercial brands ->
+  "branded_ip" except at relaxed; self-harm, hard drugs, terrorism, hate symbols -> "unsafe".
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from worldengine.errors import WaypointError
+from worldengine.sanitize.lexicon import Lexicon, get_lexicon
+from worldengine.sanitize.matching import Hit, find_hits
+from worldengine.sanitize.normalize import Token, clean_text
+
+CATEGORIES = ("sexual", "minors", "celebrity", "branded_ip", "violence", "unsafe")
+_TARGET_WINDOW = 4  # tokens between a harm verb and its victim
+_PASSIVE = {"being", "getting", "got", "get", "gets", "was", "were", "is", "are", "been"}
+_SIGNALS = ("harm_target", "minor_subject", "harm_verb", "harm_verb_passive")
+
+
+class Strictness(str, enum.Enum):
+    RELAXED = "relaxed"
+    STANDARD = "standard"
+    STRICT = "strict"
+
+    @classmethod
+    def parse(cls, value: "str | Strictness") -> "Strictness":
+        try:
+            return cls(value.lower() if isinstance(value, str) else value)
+        except ValueError:
+            options = ", ".join(s.value for s in cls)
+            raise WaypointError(f"strictness must be one of {options}; got {value!r}") from None
+
+
+@dataclass
+class Detection:
+    """Categories found in ``clean`` and the hits that must be rewritten (char spans)."""
+    clean: str
+    categories: list[str] = field(default_factory=list)
+    flagged: list[Hit] = field(default_factory=list)
+    pairs: list[tuple[Hit, Hit]] = field(default_factory=list)  # (harm verb, victim)
+
+    @property
+    def unsafe(self) -> bool:
+        return bool(self.categories)
+
+
+def _inside(hit: Hit, spans: list[tuple[int, int]]) -> bool:
+    return any(s <= hit.start and hit.end <= e for s, e in spans)
+
+
+def _drop_contained(hits: list[Hit]) -> list[Hit]:
+    """Keep the longest of overlapping term hits ("torture chamber" over "torture")."""
+    kept = []
+    for hit in hits:
+        if hit.role in _SIGNALS[:2]:
+            kept.append(hit)
+            continue
+        longer = any(o is not hit and o.role not in _SIGNALS and o.start <= hit.start
+                     and hit.end <= o.end and (o.end - o.start) > (hit.end - hit.start)
+                     for o in hits)
+        if not longer:
+            kept.append(hit)
+    return kept
+
+
+def _tok_index(tokens: list[Token], hit: Hit) -> tuple[int, int]:
+    if hit.tok_start >= 0:
+        return hit.tok_start, hit.tok_end
+    inside = [i for i, t in enumerate(tokens) if t.start >= hit.start and t.end <= hit.end]
+    if not inside:
+        inside = [i for i, t in enumerate(tokens) if t.start < hit.end and t.end > hit.start]
+    return (inside[0], inside[-1] + 1) if inside else (-1, -1)
+
+
+def _harm_pairs(tokens: list[Token], verbs: list[Hit], passive_verbs: list[Hit],
+                victims: list[Hit]) -> list[tuple]:
+    """(verb, victim) when the victim follows within the window, or precedes it in passive voice."""
+    pairs = []
+    for verb in verbs + passive_verbs:
+        vs, ve = _tok_index(tokens, verb)
+        for victim in victims:
+            ts, te = _tok_index(tokens, victim)
+            if vs < 0 or ts < 0:
+                continue
+            after = 0 <= ts - ve < _TARGET_WINDOW and verb.role == "harm_verb"
+            between = {t.folded for t in tokens[te:vs]}
+            passive = 0 <= vs - te <= 3 and bool(between & _PASSIVE)
+            if after or passive:
+                pairs.append((verb, victim))
+    return pairs
+
+
+def detect(text: str, strictness: "str | Strictness" = Strictness.STANDARD,
+           lexicon: Lexicon | None = None) -> Detection:
+    """Detect unsafe categories in ``text`` (any string; normalised here)."""
+    level = Strictness.parse(strictness)
+    lex = lexicon or get_lexicon()
+    clean = clean_text(text)
+    tokens, hits = find_hits(lex, clean, fuzzy=level is not Strictness.RELAXED)
+    benign = [(h.start, h.end) for h in hits if h.role == "benign"]
+    hits = _drop_contained([h for h in hits if h.role != "benign" and not _inside(h, benign)])
+    by_role: dict[str, list[Hit]] = {}
+    for hit in hits:
+        by_role.setdefault(hit.role, []).append(hit)
+    strict = level is Strictness.STRICT
+    found: dict[str, list[Hit]] = {}
+
+    def flag(category: str, role_hits) -> None:
+        if role_hits:
+            found.setdefault(category, []).extend(role_hits)
+
+    flag("sexual", by_role.get("sexual"))
+    flag("minors", by_role.get("minors"))
+    flag("celebrity", by_role.get("celebrity"))
+    flag("branded_ip", by_role.get("branded_ip"))
+    if level is not Strictness.RELAXED:
+        flag("branded_ip", by_role.get("brand"))
+    flag("violence", by_role.get("violence"))
+    flag("unsafe", by_role.get("unsafe"))
+    if strict:
+        flag("sexual", by_role.get("suggestive"))
+        flag("violence", by_role.get("violence_moderate"))
+    minors = by_role.get("minor_subject", [])
+    victims = by_role.get("harm_target", []) + minors
+    pairs = _harm_pairs(tokens, by_role.get("harm_verb", []),
+                        by_role.get("harm_verb_passive", []), victims)
+    flag("violence", [h for pair in pairs for h in pair])
+    risky = (found.get("sexual") or found.get("violence") or found.get("unsafe")
+             or by_role.get("suggestive"))
+    if minors and risky:
+        flag("minors", minors + by_role.get("suggestive", []))
+    categories = [c for c in CATEGORIES if c in found]
+    if categories:  # once a prompt is rewritten, soften its grim/suggestive words as well
+        flag("context", by_role.get("suggestive"))
+        flag("context", by_role.get("violence_moderate"))
+        categories_hits = categories + ["context"]
+    else:
+        categories_hits = categories
+    flagged = {id(h): h for c in categories_hits for h in found.get(c, ())}
+    return Detection(clean, categories, sorted(flagged.values(), key=lambda h: h.start), pairs)

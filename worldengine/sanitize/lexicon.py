@@ -1,0 +1,129 @@
+"""Term lists: plain-text data files under ``data/``, loaded once into lookup indexes.
+
+File format (UTF-8), one entry a line::
+
+    # comment
+    term                      -> default replacement for the list
+    multi word term           -> matched as consecutive tokens (hyphens/spaces both fine)
+    prefix*                   -> matches any word starting with "prefix" (single words only)
+    term => safe replacement  -> replacement text; "term =>" (empty) drops the term
+
+Each list has a role (see ``LISTS``). Add a list by adding a file and a line to ``LISTS``.
+Words are indexed by their folded spelling (``normalize.fold``), or by plain lower case when they
+are not Latin (Cyrillic, Greek words stay in their own script). CJK entries are matched as
+substrings of the prompt.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
+from worldengine.errors import WaypointError
+from worldengine.sanitize.normalize import canonical, clean_text, fold, has_cjk, tokenize
+
+DATA_DIR = Path(__file__).resolve().parent / "data"
+
+# file stem -> (role, default replacement). Roles drive the rules in detect.py.
+LISTS = {
+    "sexual_explicit": ("sexual", ""),
+    "sexual_suggestive": ("suggestive", ""),
+    "minors_explicit": ("minors", ""),
+    "minor_subjects": ("minor_subject", "a quiet figure"),
+    "celebrities": ("celebrity", "a person"),
+    "ip_franchises": ("branded_ip", "an original character"),
+    "brands": ("brand", ""),
+    "violence_graphic": ("violence", ""),
+    "violence_moderate": ("violence_moderate", ""),
+    "harm_verbs": ("harm_verb", ""),
+    "harm_verbs_passive": ("harm_verb_passive", ""),
+    "harm_targets": ("harm_target", ""),
+    "unsafe_other": ("unsafe", ""),
+    "benign_phrases": ("benign", None),
+}
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One term. ``words`` are index keys; ``prefix`` makes the last word a prefix."""
+    role: str
+    words: tuple[str, ...]
+    prefix: bool
+    replacement: str | None
+    source: str  # "file:line" for reports and debugging
+    text: str
+
+
+def _key(word: str) -> str:
+    folded = fold(word)
+    return folded if folded.isascii() else word.lower()
+
+
+def parse_line(line: str, role: str, default: str | None, source: str) -> Entry | None:
+    body = line.split("#", 1)[0].strip() if not line.lstrip().startswith("#") else ""
+    if not body:
+        return None
+    replacement = default
+    if "=>" in body:
+        body, replacement = (part.strip() for part in body.split("=>", 1))
+    prefix = body.endswith("*")
+    body = body.rstrip("*").strip()
+    if has_cjk(body):
+        return Entry(role, (body.lower(),), False, replacement, source, body)
+    words = tuple(_key(t.raw) for t in tokenize(clean_text(body)))
+    if not words:
+        raise WaypointError(f"sanitizer term list {source}: entry {line.strip()!r} has no words")
+    return Entry(role, words, prefix, replacement, source, body)
+
+
+class Lexicon:
+    """Indexes over all entries: by first word, prefixes, CJK substrings, compact names."""
+
+    def __init__(self, entries: list[Entry]):
+        self.entries = entries
+        self.by_first: dict[str, list[Entry]] = {}
+        self.prefixes: dict[str, list[Entry]] = {}
+        self.cjk: list[Entry] = []
+        self.compact: list[tuple[str, Entry]] = []
+        self.single_long: dict[str, list[Entry]] = {}  # for fuzzy (edit distance 1) matching
+        for entry in entries:
+            if has_cjk(entry.text):
+                self.cjk.append(entry)
+                continue
+            if entry.prefix and len(entry.words) == 1:
+                self.prefixes.setdefault(entry.words[0], []).append(entry)
+            else:
+                self.by_first.setdefault(entry.words[0], []).append(entry)
+            glued = canonical("".join(entry.words))
+            if entry.role not in ("benign", "harm_verb", "harm_target") \
+                    and len(glued) >= 7 and glued.isascii():
+                self.compact.append((glued, entry))
+            if len(entry.words) == 1 and not entry.prefix and len(glued) >= 8 \
+                    and entry.role not in ("benign", "harm_target", "minor_subject"):
+                for key in _deletions(glued):
+                    self.single_long.setdefault(key, []).append(entry)
+        self.prefix_lengths = sorted({len(p) for p in self.prefixes})
+
+
+def _deletions(word: str) -> set[str]:
+    return {word} | {word[:i] + word[i + 1:] for i in range(len(word))}
+
+
+def load_entries(data_dir: Path = DATA_DIR) -> list[Entry]:
+    entries = []
+    for stem, (role, default) in LISTS.items():
+        path = data_dir / f"{stem}.txt"
+        if not path.is_file():
+            raise WaypointError(f"sanitizer term list missing: {path}")
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            entry = parse_line(line, role, default, f"{path.name}:{number}")
+            if entry is not None:
+                entries.append(entry)
+    return entries
+
+
+@functools.lru_cache(maxsize=4)
+def get_lexicon(data_dir: str | None = None) -> Lexicon:
+    """The lexicon for a data folder (default: the package data), built once per process."""
+    return Lexicon(load_entries(Path(data_dir) if data_dir else DATA_DIR))

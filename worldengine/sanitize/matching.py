@@ -1,0 +1,204 @@
+"""Find term-list hits in a cleaned prompt (no policy here; see detect.py for the rules).
+
+A hit is a character span of the clean text plus the entry it matched. Lookups run on every
+token variant (see normalize.variants), on joined single letters ("s e x"), on adjacent token pairs
+split at odd places ("po rn"), on words glued together ("sexyschoolgirl", "taylorswift"),
+on censored spellings ("p*rn") and, for long words, on one-edit typos ("pornograhy").
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from worldengine.sanitize.lexicon import Entry, Lexicon
+from worldengine.sanitize.normalize import Token, join_singles, tokenize
+
+# A child's age written as a number: "12 year old", "9yo", "aged 14", "15 años".
+_AGE = re.compile(r"\b(?:aged?\s+)?(?:[1-9]|1[0-7])\s*-?\s*(?:years?|yrs?|y\.?\s?o\b\.?|yo\b|"
+                  r"anos|años|ans|jahre|лет)(?:[\s-]*old)?|\baged?\s+(?:[1-9]|1[0-7])\b", re.I)
+_SIGNAL_ROLES = ("harm_target", "minor_subject")
+
+
+@dataclass(frozen=True)
+class Hit:
+    """``clean[start:end]`` matched ``entry``; tokens ``[tok_start, tok_end)`` (-1 if none)."""
+    entry: Entry
+    start: int
+    end: int
+    tok_start: int
+    tok_end: int
+    how: str  # "token", "joined", "glued", "censored", "fuzzy", "cjk", "age"
+
+    @property
+    def role(self) -> str:
+        return self.entry.role
+
+
+AGE_ENTRY = Entry("minor_subject", ("<age>",), False, "a figure", "age-pattern", "<age>")
+
+
+def _continues(tokens: list[Token], i: int, entry: Entry) -> bool:
+    if i + len(entry.words) > len(tokens):
+        return False
+    last = len(entry.words) - 1
+    for k, word in enumerate(entry.words[1:], 1):
+        forms = tokens[i + k].variants
+        if entry.prefix and k == last:
+            if not any(v.startswith(word) for v in forms):
+                return False
+        elif word not in forms:
+            return False
+    return True
+
+
+def _lookup(lex: Lexicon, word: str) -> list[Entry]:
+    """Single-word entries matching one spelling (exact or by prefix)."""
+    found = [e for e in lex.by_first.get(word, ()) if len(e.words) == 1]
+    for length in lex.prefix_lengths:
+        if length > len(word):
+            break
+        found.extend(lex.prefixes.get(word[:length], ()))
+    return found
+
+
+def _token_hits(lex: Lexicon, tokens: list[Token]) -> list[Hit]:
+    hits = []
+    for i, tok in enumerate(tokens):
+        seen = set()
+        for form in tok.variants:
+            for entry in lex.by_first.get(form, ()):
+                if id(entry) not in seen and _continues(tokens, i, entry):
+                    seen.add(id(entry))
+                    j = i + len(entry.words)
+                    hits.append(Hit(entry, tok.start, tokens[j - 1].end, i, j, "token"))
+            for entry in _lookup(lex, form):
+                if entry.prefix and id(entry) not in seen:
+                    seen.add(id(entry))
+                    hits.append(Hit(entry, tok.start, tok.end, i, i + 1, "token"))
+    return hits
+
+
+def _joined_hits(lex: Lexicon, tokens: list[Token], known: set[int]) -> list[Hit]:
+    """Spelled-out letters and words split by a stray space or dot (pieces not words alone)."""
+    hits = []
+    for tok in join_singles(tokens):
+        for form in tok.variants:
+            for entry in _lookup(lex, form):
+                hits.append(Hit(entry, tok.start, tok.end, -1, -1, "joined"))
+    for i in range(len(tokens) - 1):
+        a, b = tokens[i], tokens[i + 1]
+        if min(len(a.folded), len(b.folded)) > 3 or b.start - a.end > 1 or {i, i + 1} & known:
+            continue
+        word = a.folded + b.folded
+        if len(word) < 4:
+            continue
+        for entry in _lookup(lex, word):
+            if entry.role not in _SIGNAL_ROLES and entry.role != "benign":
+                hits.append(Hit(entry, a.start, b.end, i, i + 2, "joined"))
+    return hits
+
+
+def _glued_hits(lex: Lexicon, tokens: list[Token], indexed: bool = True) -> list[Hit]:
+    """Names/terms run together across or inside tokens ("taylorswift", "sexyschoolgirl").
+
+    ``indexed=False`` when ``tokens`` is a merged view whose indexes are not the real ones.
+    """
+    hits = []
+    text, owner = [], []
+    for i, tok in enumerate(tokens):
+        text.append(tok.folded)
+        owner.extend([i] * len(tok.folded))
+    glued = "".join(text)
+    for needle, entry in lex.compact:
+        pos = glued.find(needle)
+        if pos < 0:
+            continue
+        first, last = owner[pos], owner[pos + len(needle) - 1]
+        span = (first, last + 1) if indexed else (-1, -1)
+        hits.append(Hit(entry, tokens[first].start, tokens[last].end, *span, "glued"))
+    for i, tok in enumerate(tokens):  # two known words glued into one token
+        word = tok.folded
+        if len(word) < 7:
+            continue
+        for cut in range(3, len(word) - 2):
+            left, right = _lookup(lex, word[:cut]), _lookup(lex, word[cut:])
+            if left and right:
+                for entry in left + right:
+                    if entry.role != "benign":
+                        span = (i, i + 1) if indexed else (-1, -1)
+                        hits.append(Hit(entry, tok.start, tok.end, *span, "glued"))
+    return hits
+
+
+def _censored_hits(lex: Lexicon, tokens: list[Token]) -> list[Hit]:
+    """Words with '*' standing for letters ("p*rn", "n*de")."""
+    hits = []
+    for i, tok in enumerate(tokens):
+        if "*" not in tok.raw:
+            continue
+        pattern = re.compile(re.escape(tok.raw.lower()).replace(r"\*", "."))
+        for word, entries in list(lex.by_first.items()) + list(lex.prefixes.items()):
+            if len(word) == len(tok.raw) and pattern.fullmatch(word):
+                for entry in entries:
+                    if len(entry.words) == 1 and entry.role in ("sexual", "minors", "unsafe",
+                                                                 "violence"):
+                        hits.append(Hit(entry, tok.start, tok.end, i, i + 1, "censored"))
+    return hits
+
+
+def _one_edit(a: str, b: str) -> bool:
+    """True when a and b differ by one insertion, deletion, substitution or transposition."""
+    if a == b or abs(len(a) - len(b)) > 1:
+        return a == b
+    if len(a) == len(b):
+        diff = [k for k in range(len(a)) if a[k] != b[k]]
+        return len(diff) == 1 or (len(diff) == 2 and diff[1] == diff[0] + 1
+                                  and a[diff[0]] == b[diff[1]] and a[diff[1]] == b[diff[0]])
+    short, long_ = (a, b) if len(a) < len(b) else (b, a)
+    return any(long_[:k] + long_[k + 1:] == short for k in range(len(long_)))
+
+
+def _fuzzy_hits(lex: Lexicon, tokens: list[Token], matched: set[int]) -> list[Hit]:
+    hits = []
+    for i, tok in enumerate(tokens):
+        word = tok.folded
+        if i in matched or len(word) < 8:
+            continue
+        keys = {word} | {word[:k] + word[k + 1:] for k in range(len(word))}
+        seen = set()
+        for key in keys:
+            for entry in lex.single_long.get(key, ()):
+                term = entry.words[0]
+                # A change in the last two letters is usually another real word
+                # ("stripped" vs "stripper"), not an evasion: skip those.
+                if id(entry) not in seen and word[:-2] != term[:-2] and _one_edit(word, term):
+                    seen.add(id(entry))
+                    hits.append(Hit(entry, tok.start, tok.end, i, i + 1, "fuzzy"))
+    return hits
+
+
+def find_hits(lex: Lexicon, clean: str, fuzzy: bool = True) -> tuple[list[Token], list[Hit]]:
+    """All raw hits in ``clean`` (benign phrases included; filtering happens in detect.py)."""
+    tokens = tokenize(clean)
+    hits = _token_hits(lex, tokens)
+    known = {k for h in hits for k in range(h.tok_start, h.tok_end)}
+    hits += _joined_hits(lex, tokens, known)
+    hits += _glued_hits(lex, tokens)
+    singles = join_singles(tokens)
+    if singles:  # spelled-out names: "T a y l o r S w i f t"
+        merged = [t for t in tokens if not any(s.start <= t.start and t.end <= s.end
+                                               for s in singles)] + singles
+        hits += _glued_hits(lex, sorted(merged, key=lambda t: t.start), indexed=False)
+    hits += _censored_hits(lex, tokens)
+    if fuzzy:
+        matched = {k for h in hits for k in range(h.tok_start, h.tok_end)}
+        hits += _fuzzy_hits(lex, tokens, matched)
+    lowered = clean.lower()
+    for entry in lex.cjk:
+        pos = lowered.find(entry.words[0])
+        if pos >= 0:
+            hits.append(Hit(entry, pos, pos + len(entry.words[0]), -1, -1, "cjk"))
+    for m in _AGE.finditer(clean):
+        hits.append(Hit(AGE_ENTRY, m.start(), m.end(), -1, -1, "age"))
+    return tokens, hits
