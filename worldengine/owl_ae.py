@@ -209,7 +209,7 @@ def _load_module(module: nn.Module, path: Path) -> nn.Module:
         raise WaypointError(f"cannot read Waypoint-1 AE weights {path}: {err}") from err
     state = fold_weight_norm(raw, str(path))
     check_state_dict(module, state, str(path))
-    module.load_state_dict(state)
+    module.load_state_dict(state, assign=True)
     return module
 
 
@@ -254,7 +254,9 @@ def load_owl_ae(folder: str | Path, device: str | torch.device = "cpu",
                 dtype: torch.dtype = torch.float32) -> OwlAE:
     """Load encoder/decoder .safetensors + _conf.yml from `folder` strictly, weight norm folded."""
     folder = Path(folder)
-    model = OwlAE(read_config(folder / "encoder_conf.yml"), read_config(folder / "decoder_conf.yml"))
+    configs = read_config(folder / "encoder_conf.yml"), read_config(folder / "decoder_conf.yml")
+    with torch.device("meta"):  # weights come from the files; skip the random init
+        model = OwlAE(*configs)
     _load_module(model.encoder, folder / "encoder.safetensors")
     _load_module(model.decoder, folder / "decoder.safetensors")
     return model.to(device=device, dtype=dtype).eval().requires_grad_(False)

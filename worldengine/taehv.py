@@ -233,8 +233,9 @@ def check_state_dict(model: nn.Module, state: dict[str, torch.Tensor], source: s
 def load_taehv(path: str | Path, device: str | torch.device = "cpu",
                dtype: torch.dtype = torch.float32) -> TAEHV:
     """Build TAEHV 1.5 and load `path` strictly; returns an eval-mode model on device/dtype."""
-    model = TAEHV()
+    with torch.device("meta"):  # no random init of 11M parameters that are overwritten next
+        model = TAEHV()
     state = patch_tgrow_layers(model, read_state_dict(path))
     check_state_dict(model, state, f"TAEHV checkpoint {path}")
-    model.load_state_dict({key: value.float() for key, value in state.items()})
+    model.load_state_dict({key: value.float().contiguous() for key, value in state.items()}, assign=True)
     return model.to(device=device, dtype=dtype).eval().requires_grad_(False)
