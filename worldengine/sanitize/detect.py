@@ -24,9 +24,9 @@ from worldengine.sanitize.matching import Hit, find_hits
 from worldengine.sanitize.normalize import Token, clean_text
 
 CATEGORIES = ("sexual", "minors", "celebrity", "branded_ip", "violence", "unsafe")
-_TARGET_WINDOW = 4  # tokens between a harm verb and its victim
+_TARGET_WINDOW = 5  # tokens between a harm verb and its victim
 _PASSIVE = {"being", "getting", "got", "get", "gets", "was", "were", "is", "are", "been"}
-_SIGNALS = ("harm_target", "minor_subject", "harm_verb", "harm_verb_passive")
+_SIGNALS = ("harm_target", "minor_subject", "harm_verb", "harm_verb_passive", "minor_risk")
 
 
 class Strictness(str, enum.Enum):
@@ -96,7 +96,8 @@ def _harm_pairs(tokens: list[Token], verbs: list[Hit], passive_verbs: list[Hit],
                 continue
             after = 0 <= ts - ve < _TARGET_WINDOW and verb.role == "harm_verb"
             between = {t.folded for t in tokens[te:vs]}
-            passive = 0 <= vs - te <= 3 and bool(between & _PASSIVE)
+            passive = 0 <= vs - te <= 3 and bool(between & _PASSIVE) or (
+                verb.role == "harm_verb_passive" and vs == te)
             if after or passive:
                 pairs.append((verb, victim))
     return pairs
@@ -137,10 +138,13 @@ def detect(text: str, strictness: "str | Strictness" = Strictness.STANDARD,
     pairs = _harm_pairs(tokens, by_role.get("harm_verb", []),
                         by_role.get("harm_verb_passive", []), victims)
     flag("violence", [h for pair in pairs for h in pair])
+    moderate = by_role.get("violence_moderate", [])
+    if moderate and victims and not strict:  # grim words next to a person: "a victim screaming"
+        flag("violence", moderate)
     risky = (found.get("sexual") or found.get("violence") or found.get("unsafe")
-             or by_role.get("suggestive"))
+             or by_role.get("suggestive") or by_role.get("minor_risk"))
     if minors and risky:
-        flag("minors", minors + by_role.get("suggestive", []))
+        flag("minors", minors + by_role.get("suggestive", []) + by_role.get("minor_risk", []))
     categories = [c for c in CATEGORIES if c in found]
     if categories:  # once a prompt is rewritten, soften its grim/suggestive words as well
         flag("context", by_role.get("suggestive"))

@@ -31,6 +31,7 @@ LISTS = {
     "sexual_suggestive": ("suggestive", ""),
     "minors_explicit": ("minors", ""),
     "minor_subjects": ("minor_subject", "a quiet figure"),
+    "minor_risks": ("minor_risk", ""),
     "celebrities": ("celebrity", "a person"),
     "ip_franchises": ("branded_ip", "an original character"),
     "brands": ("brand", ""),
@@ -86,6 +87,7 @@ class Lexicon:
         self.prefixes: dict[str, list[Entry]] = {}
         self.cjk: list[Entry] = []
         self.compact: list[tuple[str, Entry]] = []
+        self.compact_by_head: dict[str, list[tuple[str, Entry]]] = {}
         self.single_long: dict[str, list[Entry]] = {}  # for fuzzy (edit distance 1) matching
         for entry in entries:
             if has_cjk(entry.text):
@@ -96,14 +98,20 @@ class Lexicon:
             else:
                 self.by_first.setdefault(entry.words[0], []).append(entry)
             glued = canonical("".join(entry.words))
-            if entry.role not in ("benign", "harm_verb", "harm_target") \
-                    and len(glued) >= 7 and glued.isascii():
+            if entry.role not in ("benign", "harm_verb", "harm_verb_passive", "harm_target") \
+                    and len(glued) >= 7:
                 self.compact.append((glued, entry))
+                self.compact_by_head.setdefault(glued[:3], []).append((glued, entry))
             if len(entry.words) == 1 and not entry.prefix and len(glued) >= 8 \
                     and entry.role not in ("benign", "harm_target", "minor_subject"):
                 for key in _deletions(glued):
                     self.single_long.setdefault(key, []).append(entry)
         self.prefix_lengths = sorted({len(p) for p in self.prefixes})
+        # Every word of every entry by length: expands censored spellings ("t*ylor").
+        self.words_by_len: dict[int, set[str]] = {}
+        for entry in entries:
+            for word in entry.words:
+                self.words_by_len.setdefault(len(word), set()).add(word)
 
 
 def _deletions(word: str) -> set[str]:

@@ -12,12 +12,14 @@ import re
 from dataclasses import dataclass
 
 from worldengine.sanitize.lexicon import Entry, Lexicon
-from worldengine.sanitize.normalize import Token, join_singles, tokenize
+from worldengine.sanitize.normalize import Token, fold, join_singles, tokenize, variants
 
 # A child's age written as a number: "12 year old", "9yo", "aged 14", "15 años".
-_AGE = re.compile(r"\b(?:aged?\s+)?(?:[1-9]|1[0-7])\s*-?\s*(?:years?|yrs?|y\.?\s?o\b\.?|yo\b|"
+_AGE = re.compile(r"(?<![0-9])(?:aged?\s+)?(?:[1-9]|1[0-7])\s*-?\s*(?:years?|yrs?|y\.?\s?o\b\.?|yo\b|"
                   r"anos|años|ans|jahre|лет)(?:[\s-]*old)?|\baged?\s+(?:[1-9]|1[0-7])\b", re.I)
-_SIGNAL_ROLES = ("harm_target", "minor_subject")
+_DIRECT_ROLES = ("sexual", "minors", "violence", "unsafe", "celebrity", "branded_ip", "brand")
+_STOPWORDS = {"a", "an", "the", "in", "on", "of", "to", "at", "is", "it", "as", "or", "by", "and",
+              "with", "for", "from", "up", "my", "his", "her", "its", "our"}
 
 
 @dataclass(frozen=True)
@@ -83,18 +85,22 @@ def _joined_hits(lex: Lexicon, tokens: list[Token], known: set[int]) -> list[Hit
     """Spelled-out letters and words split by a stray space or dot (pieces not words alone)."""
     hits = []
     for tok in join_singles(tokens):
-        for form in tok.variants:
-            for entry in _lookup(lex, form):
+        words = set(tok.variants)
+        if tok.folded[:1] in ("a", "i"):  # "a n u d e ..." swallowed the article
+            words |= variants(tok.raw[1:])
+        for form in words:
+            for entry in _lookup(lex, form) + split_terms(lex, form):
                 hits.append(Hit(entry, tok.start, tok.end, -1, -1, "joined"))
     for i in range(len(tokens) - 1):
         a, b = tokens[i], tokens[i + 1]
-        if min(len(a.folded), len(b.folded)) > 3 or b.start - a.end > 1 or {i, i + 1} & known:
+        if min(len(a.folded), len(b.folded)) > 3 or b.start - a.end > 1 or {i, i + 1} & known \
+                or a.folded in _STOPWORDS or b.folded in _STOPWORDS:
             continue
         word = a.folded + b.folded
         if len(word) < 4:
             continue
         for entry in _lookup(lex, word):
-            if entry.role not in _SIGNAL_ROLES and entry.role != "benign":
+            if entry.role in _DIRECT_ROLES:
                 hits.append(Hit(entry, a.start, b.end, i, i + 2, "joined"))
     return hits
 
@@ -110,41 +116,52 @@ def _glued_hits(lex: Lexicon, tokens: list[Token], indexed: bool = True) -> list
         text.append(tok.folded)
         owner.extend([i] * len(tok.folded))
     glued = "".join(text)
-    for needle, entry in lex.compact:
-        pos = glued.find(needle)
-        if pos < 0:
-            continue
-        first, last = owner[pos], owner[pos + len(needle) - 1]
-        span = (first, last + 1) if indexed else (-1, -1)
-        hits.append(Hit(entry, tokens[first].start, tokens[last].end, *span, "glued"))
+    for pos in range(len(glued) - 6):
+        for needle, entry in lex.compact_by_head.get(glued[pos:pos + 3], ()):
+            if not glued.startswith(needle, pos):
+                continue
+            first, last = owner[pos], owner[pos + len(needle) - 1]
+            span = (first, last + 1) if indexed else (-1, -1)
+            hits.append(Hit(entry, tokens[first].start, tokens[last].end, *span, "glued"))
     for i, tok in enumerate(tokens):  # two known words glued into one token
-        word = tok.folded
-        if len(word) < 7:
-            continue
-        for cut in range(3, len(word) - 2):
-            left, right = _lookup(lex, word[:cut]), _lookup(lex, word[cut:])
-            if left and right:
-                for entry in left + right:
-                    if entry.role != "benign":
-                        span = (i, i + 1) if indexed else (-1, -1)
-                        hits.append(Hit(entry, tok.start, tok.end, *span, "glued"))
+        span = (i, i + 1) if indexed else (-1, -1)
+        for entry in split_terms(lex, tok.folded):
+            hits.append(Hit(entry, tok.start, tok.end, *span, "glued"))
     return hits
 
 
-def _censored_hits(lex: Lexicon, tokens: list[Token]) -> list[Hit]:
-    """Words with '*' standing for letters ("p*rn", "n*de")."""
-    hits = []
-    for i, tok in enumerate(tokens):
+def split_terms(lex: Lexicon, word: str) -> list[Entry]:
+    """Entries for both halves when ``word`` is two known terms run together."""
+    found = []
+    if len(word) < 7:
+        return found
+    for cut in range(3, len(word) - 2):
+        left, right = _lookup(lex, word[:cut]), _lookup(lex, word[cut:])
+        if left and right:
+            found.extend(e for e in left + right if e.role != "benign")
+    return found
+
+
+def _fits(censored: str, word: str) -> bool:
+    """Same length, and equal wherever the censored spelling has no '*'."""
+    return len(censored) == len(word) and censored.count("*") < len(word) - 1 and all(
+        c == "*" or c == w for c, w in zip(censored, word))
+
+
+def _uncensor(lex: Lexicon, tokens: list[Token]) -> list[Token]:
+    """Give words with '*' for letters ("p*rn", "t*ylor") the term words they could stand for."""
+    out = []
+    for tok in tokens:
         if "*" not in tok.raw:
+            out.append(tok)
             continue
-        pattern = re.compile(re.escape(tok.raw.lower()).replace(r"\*", "."))
-        for word, entries in list(lex.by_first.items()) + list(lex.prefixes.items()):
-            if len(word) == len(tok.raw) and pattern.fullmatch(word):
-                for entry in entries:
-                    if len(entry.words) == 1 and entry.role in ("sexual", "minors", "unsafe",
-                                                                 "violence"):
-                        hits.append(Hit(entry, tok.start, tok.end, i, i + 1, "censored"))
-    return hits
+        word = fold(tok.raw)
+        extra = {w for w in lex.words_by_len.get(len(word), ()) if _fits(word, w)}
+        for key in lex.prefixes:  # prefix terms: "*ndressing" -> "undress"
+            if len(key) < len(word) and _fits(word[:len(key)], key):
+                extra.add(key)
+        out.append(Token(tok.start, tok.end, tok.raw, tok.variants | extra, tok.folded))
+    return out
 
 
 def _one_edit(a: str, b: str) -> bool:
@@ -180,7 +197,7 @@ def _fuzzy_hits(lex: Lexicon, tokens: list[Token], matched: set[int]) -> list[Hi
 
 def find_hits(lex: Lexicon, clean: str, fuzzy: bool = True) -> tuple[list[Token], list[Hit]]:
     """All raw hits in ``clean`` (benign phrases included; filtering happens in detect.py)."""
-    tokens = tokenize(clean)
+    tokens = _uncensor(lex, tokenize(clean))
     hits = _token_hits(lex, tokens)
     known = {k for h in hits for k in range(h.tok_start, h.tok_end)}
     hits += _joined_hits(lex, tokens, known)
@@ -190,7 +207,6 @@ def find_hits(lex: Lexicon, clean: str, fuzzy: bool = True) -> tuple[list[Token]
         merged = [t for t in tokens if not any(s.start <= t.start and t.end <= s.end
                                                for s in singles)] + singles
         hits += _glued_hits(lex, sorted(merged, key=lambda t: t.start), indexed=False)
-    hits += _censored_hits(lex, tokens)
     if fuzzy:
         matched = {k for h in hits for k in range(h.tok_start, h.tok_end)}
         hits += _fuzzy_hits(lex, tokens, matched)

@@ -11,6 +11,7 @@ Two views of a prompt:
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -47,7 +48,7 @@ _LEET_ALT = str.maketrans({"1": "l", "|": "l", "!": "l"})
 _LEET_CHARS = set("0134567 89@$!|+€¡".replace(" ", ""))
 
 # Tokens: letters/digits plus leet symbols and inner apostrophes or censor stars.
-_TOKEN = re.compile(r"[\w@$!|+€¡]+(?:['’*][\w@$!|+€¡]+)*")
+_TOKEN = re.compile(r"\*?[\w@$!|+€¡]+(?:['’*]+[\w@$!|+€¡]+)*\*?")
 _RUN3 = re.compile(r"(.)\1{2,}")
 _RUN2 = re.compile(r"(.)\1+")
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
@@ -89,6 +90,7 @@ def _endings(word: str) -> set[str]:
     return forms
 
 
+@functools.lru_cache(maxsize=65536)
 def variants(raw: str) -> frozenset[str]:
     """All spellings one token is checked under (at most a few dozen short strings)."""
     lower = raw.lower().replace("’", "'")
@@ -119,6 +121,7 @@ class Token:
     folded: str  # canonical lower-case, leet-folded spelling (for joins and compact search)
 
 
+@functools.lru_cache(maxsize=65536)
 def canonical(raw: str) -> str:
     folded = fold(raw)
     if any(ch.isalpha() for ch in folded):
@@ -141,8 +144,8 @@ def join_singles(tokens: list[Token], min_run: int = 3) -> list[Token]:
 
     def flush():
         if len(run) >= min_run:
-            word = "".join(t.folded for t in run)
-            merged.append(Token(run[0].start, run[-1].end, word, variants(word), word))
+            raw = "".join(t.raw for t in run)
+            merged.append(Token(run[0].start, run[-1].end, raw, variants(raw), canonical(raw)))
         run.clear()
 
     for tok in tokens:
