@@ -1,0 +1,346 @@
+"""Transport-independent live play: a world stepped in real time from the latest controls.
+
+    live = LiveSession(engine, base_snapshot, seed=7, renderer_factory=lambda preview: LatentPreview(C),
+                       sink=send_frame, events=send_event)
+    live.play(); live.submit_control(buttons={87}, mouse=(0.1, 0), scroll=0, seq=1)
+    ... frames arrive in sink(LiveFrame) from the device's stepping thread; live.ack(frame.ordinal) ...
+    track = live.track()    # ControlTrack: StepWorld(world=base, controls=track, seed=-1) replays it
+
+Rules that make it real time and bounded:
+- one stepping thread per device (`DeviceWorker`), round-robin over that device's live sessions;
+- latest control wins: keys held are replaced by each control message, mouse motion is summed and
+  scroll kept until a step consumes them, so input never queues up behind a slow step;
+- backpressure: a session steps only while fewer than `max_in_flight` of its frames are unacknowledged,
+  and at most `max_fps` latent frames per second;
+- recording: every step's Controls go into the track while recording is on, and noise comes from one
+  `torch.Generator().manual_seed(seed)` drawn in step order, exactly as StepWorld draws it, so the
+  track + seed replay the played latents bit for bit on the same device and dtype.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from .controls import MAX_TRACK_FRAMES, Controls, ControlTrack
+from .errors import WaypointError
+from .live_frames import MIME, encode_image
+
+MOUSE_LIMIT = 10.0   # summed mouse motion per frame is clamped to this (ControllerInput's range)
+
+
+@dataclass
+class LiveFrame:
+    """One generated latent and its rendered images. `ordinal` counts this session's frames (acks refer
+    to it); `frame_index` is the world frame; `control_seq` the newest control message this step used
+    (None when no new control arrived since the previous step); times in milliseconds."""
+
+    ordinal: int
+    frame_index: int
+    latent: torch.Tensor            # [C, h, w] float32 CPU
+    images: list                    # encoded image bytes, frames_per_latent of them (1 for latent preview)
+    mime: str
+    control_seq: int | None
+    control_t: float | None
+    wait_ms: float                  # the control's wait on the server before its step started
+    step_ms: float
+    render_ms: float
+    encode_ms: float
+    recorded: bool
+
+    def header(self, sub: int) -> dict:
+        return {"type": "frame", "ordinal": self.ordinal, "frame_index": self.frame_index, "sub": sub,
+                "of": len(self.images), "mime": self.mime, "control_seq": self.control_seq,
+                "control_t": self.control_t, "wait_ms": round(self.wait_ms, 3), "step_ms": round(self.step_ms, 3),
+                "render_ms": round(self.render_ms, 3), "encode_ms": round(self.encode_ms, 3),
+                "recorded": self.recorded}
+
+
+@dataclass
+class LiveSettings:
+    preview: str = "latent"
+    format: str = "jpeg"
+    quality: int = 80
+    max_width: int = 640
+    max_height: int = 360
+    max_in_flight: int = 2
+    max_fps: float = 0.0            # latent frames per second; 0 = unlimited
+
+
+@dataclass
+class _PendingControl:
+    buttons: frozenset = frozenset()
+    mouse: list = field(default_factory=lambda: [0.0, 0.0])
+    scroll: int = 0
+    seq: int | None = None
+    t: float | None = None
+    arrived: float | None = None    # perf_counter of the first control not yet consumed
+
+
+class LiveSession:
+    """A live world: its own engine session restored from `base_snapshot`, stepped by the device worker.
+
+    Thread safety: every public method may be called from any thread. `sink(frame)` and
+    `events(dict)` are called from the stepping thread (and `events` also from the caller's)."""
+
+    def __init__(self, engine, base_snapshot, seed: int, renderer_factory, sink, events=None,
+                 settings: LiveSettings | None = None, record: bool = True):
+        self.engine = engine
+        self.base_snapshot = base_snapshot
+        self.seed = int(seed)
+        self.settings = settings or LiveSettings()
+        self._renderer_factory, self._sink, self._events = renderer_factory, sink, events or (lambda e: None)
+        self._lock = threading.RLock()           # session, generator, renderer, track
+        self._control_lock = threading.Lock()    # pending control (touched at input rate)
+        self._pending = _PendingControl()
+        self._n_buttons = engine.config.n_buttons
+        self.session = engine.new_session()
+        self.playing = False
+        self.closed = False
+        self.recording = record
+        self.ordinal = 0                          # frames produced
+        self.acked = 0                            # frames acknowledged (a count, not an index)
+        self._last_step_start = 0.0
+        self._step_times: list[float] = []        # perf_counter of recent step ends, for latent fps
+        self._step_ms = 0.0
+        self._to_base()
+        self.worker = worker_for(str(engine.device))
+        self.worker.attach(self)
+
+    # ---- input (any thread) ------------------------------------------------------------------
+    def submit_control(self, buttons, mouse=(0.0, 0.0), scroll: int = 0, seq: int | None = None,
+                       t: float | None = None) -> None:
+        """Latest control wins: `buttons` replaces the held set, `mouse` adds to the motion not yet
+        consumed, a nonzero `scroll` is kept until a step consumes it. Codes >= n_buttons are dropped."""
+        held = frozenset(code for code in buttons if 0 <= code < self._n_buttons)
+        with self._control_lock:
+            pending = self._pending
+            pending.buttons = held
+            pending.mouse[0] += float(mouse[0])
+            pending.mouse[1] += float(mouse[1])
+            pending.scroll = scroll or pending.scroll
+            pending.seq, pending.t = seq, t
+            if pending.arrived is None:
+                pending.arrived = time.perf_counter()
+
+    def ack(self, ordinal: int) -> None:
+        """The client has shown frame `ordinal`: every frame up to it is no longer in flight."""
+        with self._control_lock:   # never the step lock: this runs on the server's event loop
+            self.acked = max(self.acked, min(int(ordinal) + 1, self.ordinal))
+        self.worker.wake()
+
+    def update_settings(self, **values) -> None:
+        unknown = [name for name in values if not hasattr(self.settings, name)]
+        if unknown:
+            raise WaypointError(f"unknown live setting(s) {unknown}")
+        with self._control_lock:   # applied by the next step; never waits for the current one
+            if values.get("preview", self.settings.preview) != self.settings.preview:
+                self._renderer_stale = True   # a decoder made mid-session starts at the base world: preview only
+            for name, value in values.items():
+                setattr(self.settings, name, value)
+        self.worker.wake()
+
+    def play(self) -> None:
+        self.playing = True
+        self.worker.wake()
+        self._emit_status()
+
+    def pause(self) -> None:
+        self.playing = False
+        self._emit_status()
+
+    def reset(self) -> None:
+        """Back to the base world (the seed): new noise generator, empty track, preview restarted."""
+        with self._lock:
+            self._to_base()
+        self._emit_status()
+
+    def set_recording(self, on: bool) -> None:
+        """Off freezes the track (its frames still replay the start of the session). On after a pause
+        in recording resets to the base world, since a track must start there to replay."""
+        with self._lock:
+            if on and not self.recording and len(self.track_frames) != self.steps_since_base:
+                self._to_base()
+            self.recording = bool(on)
+        self._emit_status()
+
+    def track(self) -> ControlTrack:
+        with self._lock:
+            return ControlTrack(tuple(self.track_frames), seed=self.seed)
+
+    def snapshot(self):
+        """WorldSnapshot of the live world now (between steps)."""
+        with self._lock:
+            return self.session.snapshot()
+
+    def close(self) -> None:
+        self.closed = True
+        self.playing = False
+        self.worker.detach(self)
+
+    def status(self) -> dict:
+        """Counters for the HUD (read without the step lock: may be one step stale)."""
+        now = time.perf_counter()
+        recent = [t for t in self._step_times if now - t < 2.0]
+        span = recent[-1] - recent[0] if len(recent) > 1 else 0.0
+        fps = (len(recent) - 1) / span if span > 0 else 0.0
+        return {"type": "status", "playing": self.playing, "recording": self.recording,
+                "frame_index": self.session.frame_index, "steps": self.steps_since_base,
+                "recorded_frames": len(self.track_frames), "seed": self.seed,
+                "preview": self.settings.preview, "latent_fps": round(fps, 2),
+                "step_ms": round(self._step_ms, 2), "in_flight": self.ordinal - self.acked,
+                "max_in_flight": self.settings.max_in_flight, "max_fps": self.settings.max_fps}
+
+    # ---- stepping (the device worker's thread) -----------------------------------------------
+    def wait_time(self, now: float) -> float | None:
+        """0 if a step may run now, seconds until one may (fps cap), None while blocked."""
+        if self.closed or not self.playing or self.ordinal - self.acked >= self.settings.max_in_flight:
+            return None
+        if self.settings.max_fps > 0:
+            return max(0.0, self._last_step_start + 1.0 / self.settings.max_fps - now)
+        return 0.0
+
+    def tick(self) -> None:
+        """Generate one latent from the pending control, render, encode and hand it to the sink."""
+        with self._lock:
+            if self.wait_time(time.perf_counter()) is None:
+                return
+            controls, seq, t_client, arrived = self._take_control()
+            if self._renderer_stale:
+                self._renderer_stale = False
+                self.renderer = self._renderer_factory(self.settings.preview)
+            start = self._last_step_start = time.perf_counter()
+            latent = self.session.step(controls, generator=self.generator)
+            self.session.undecoded = []          # rendering is ours; keep the session from hoarding latents
+            stepped = time.perf_counter()
+            recorded = self.recording and len(self.track_frames) < MAX_TRACK_FRAMES
+            if recorded:
+                self.track_frames.append(controls)
+            elif self.recording:
+                self.recording = False           # the track is full: stop, keep what fits
+            self.steps_since_base += 1
+            frames = self.renderer.render(latent)
+            rendered = time.perf_counter()
+            settings = self.settings
+            images = [encode_image(frame, settings.format, settings.quality, settings.max_width,
+                                   settings.max_height) for frame in frames]
+            encoded = time.perf_counter()
+            frame = LiveFrame(self.ordinal, self.session.frame_index - 1, latent, images, MIME[settings.format],
+                              seq, t_client, 1000 * (start - arrived) if arrived is not None else 0.0,
+                              1000 * (stepped - start), 1000 * (rendered - stepped), 1000 * (encoded - rendered),
+                              recorded)
+            with self._control_lock:
+                self.ordinal += 1
+            self._step_ms = 1000 * (stepped - start)
+            self._step_times = [t for t in self._step_times[-63:] if encoded - t < 2.0] + [encoded]
+        self._sink(frame)
+
+    def fail(self, error: BaseException) -> None:
+        """A step raised: pause and tell the client (the server and other sessions go on)."""
+        self.playing = False
+        self._events({"type": "error", "message": f"live step failed: {error}"})
+        self._emit_status()
+
+    # ---- internals ---------------------------------------------------------------------------
+    def _to_base(self) -> None:
+        self.session.restore(self.base_snapshot)
+        self.session.undecoded = []
+        self.session.ae_stream = None
+        self.generator = torch.Generator().manual_seed(self.seed)
+        self.track_frames: list[Controls] = []
+        self.steps_since_base = 0
+        self.renderer = self._renderer_factory(self.settings.preview)
+        self._renderer_stale = False
+        with self._control_lock:
+            self._pending = _PendingControl(buttons=self._pending.buttons)
+
+    def _take_control(self):
+        with self._control_lock:
+            pending = self._pending
+            mouse = tuple(max(-MOUSE_LIMIT, min(MOUSE_LIMIT, m)) for m in pending.mouse)
+            controls = Controls(pending.buttons, mouse, pending.scroll)
+            taken = (controls, pending.seq, pending.t, pending.arrived)
+            self._pending = _PendingControl(buttons=pending.buttons)
+        return taken
+
+    def _emit_status(self) -> None:
+        self._events(self.status())
+
+
+class DeviceWorker:
+    """The one stepping thread of a device: runs whichever attached session may step, round-robin.
+    The thread starts with the first session attached and ends when the last one detaches."""
+
+    def __init__(self, device: str):
+        self.device = device
+        self._cond = threading.Condition()
+        self._sessions: list[LiveSession] = []
+        self._thread: threading.Thread | None = None
+        self._turn = 0
+        self.steps = 0
+
+    def attach(self, live: LiveSession) -> None:
+        with self._cond:
+            self._sessions.append(live)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name=f"waypoint-live-{self.device}", daemon=True)
+                self._thread.start()
+            self._cond.notify_all()
+
+    def detach(self, live: LiveSession) -> None:
+        with self._cond:
+            if live in self._sessions:
+                self._sessions.remove(live)
+            self._cond.notify_all()
+
+    def wake(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None
+
+    def _pick(self):
+        """(session to run now or None, seconds to wait when none)."""
+        now, delays = time.perf_counter(), []
+        count = len(self._sessions)
+        for offset in range(count):
+            live = self._sessions[(self._turn + offset) % count]
+            wait = live.wait_time(now)
+            if wait == 0.0:
+                self._turn = (self._turn + offset + 1) % count
+                return live, 0.0
+            if wait is not None:
+                delays.append(wait)
+        return None, min(delays) if delays else 1.0
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                if not self._sessions:
+                    self._thread = None
+                    return
+                live, delay = self._pick()
+                if live is None:
+                    self._cond.wait(timeout=delay)
+                    continue
+            try:
+                live.tick()
+                self.steps += 1
+            except Exception as err:  # noqa: BLE001 - one session's failure must not stop the device
+                live.fail(err)
+
+
+_workers: dict[str, DeviceWorker] = {}
+_workers_lock = threading.Lock()
+
+
+def worker_for(device: str) -> DeviceWorker:
+    """The device's stepping worker (one per device string, e.g. "cpu", "cuda:0")."""
+    with _workers_lock:
+        if device not in _workers:
+            _workers[device] = DeviceWorker(device)
+        return _workers[device]
