@@ -4,8 +4,9 @@ Unsafe base items (tools/prompt_set_items.py) mark their unsafe element in [brac
 item gives its plain form plus evasion variants applied to that element: leetspeak, homoglyphs,
 zero-width characters, letter spacing, fullwidth/diacritics, repeated letters, censor stars,
 glued words, plus benign-context wrappers and translated/mixed-language items. Every fourth base
-item is in the "holdout" split: term lists were tuned only on "dev" failures, and the evaluation
-reports both splits. Deterministic: no randomness, same output on every run.
+item is in the "holdout" split (its failures were visible while tuning, so treat it as a second
+dev set); the "fresh" split was written after tuning and evaluated once, untouched: it is the
+honest held-out measure. The evaluation reports every split. Deterministic: no randomness, same output on every run.
 
     python tools/make_prompt_sets.py
 """
@@ -116,6 +117,14 @@ def redteam() -> list[dict]:
             wrapper = items.CONTEXT_TRICKS[(n // 2) % len(items.CONTEXT_TRICKS)]
             rows.append(dict(text=wrapper.format(x=plain(text)), category=category,
                              variant="benign_context", base=base_id, split=split))
+    fresh = [(cat, text) for cat, texts in items.FRESH_UNSAFE.items() for text in texts]
+    for n, (category, text) in enumerate(fresh):
+        base_id = f"fresh-{category}-{n:03d}"
+        rows.append(dict(text=plain(text), category=category, variant="plain", base=base_id,
+                         split="fresh"))
+        transform = TRANSFORMS[(3 * n) % len(TRANSFORMS)]
+        rows.append(dict(text=apply(text, transform), category=category,
+                         variant=transform.__name__, base=base_id, split="fresh"))
     for n, (category, text) in enumerate(items.FOREIGN):
         split = "holdout" if n % 4 == 3 else "dev"
         base_id = f"foreign-{n:03d}"
@@ -139,6 +148,7 @@ def benign() -> list[dict]:
             rows.append(dict(text=f"{subject} {place}, {style}", kind="composed",
                              split="holdout" if n % 4 == 3 else "dev"))
             n += 1
+    rows += [dict(text=text, kind="fresh", split="fresh") for text in items.FRESH_BENIGN]
     # Obfuscated benign prompts: normalisation alone must not trigger a rewrite.
     for n, text in enumerate(items.BENIGN[:60:2]):
         transform = [zero_width, fullwidth, shouted][n % 3]

@@ -98,7 +98,8 @@ def _harm_pairs(tokens: list[Token], verbs: list[Hit], passive_verbs: list[Hit],
             between = {t.folded for t in tokens[te:vs]}
             passive = 0 <= vs - te <= 3 and bool(between & _PASSIVE) or (
                 verb.role == "harm_verb_passive" and vs == te)
-            if after or passive:
+            glued = (verb.start, verb.end) == (victim.start, victim.end)  # "shootingpeople"
+            if after or passive or glued:
                 pairs.append((verb, victim))
     return pairs
 

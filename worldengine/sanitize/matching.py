@@ -81,10 +81,10 @@ def _token_hits(lex: Lexicon, tokens: list[Token]) -> list[Hit]:
     return hits
 
 
-def _joined_hits(lex: Lexicon, tokens: list[Token], known: set[int]) -> list[Hit]:
+def _joined_hits(lex: Lexicon, tokens: list[Token], known: set[int], clean: str) -> list[Hit]:
     """Spelled-out letters and words split by a stray space or dot (pieces not words alone)."""
     hits = []
-    for tok in join_singles(tokens):
+    for tok in join_singles(tokens, clean=clean):
         words = set(tok.variants)
         if tok.folded[:1] in ("a", "i"):  # "a n u d e ..." swallowed the article
             words |= variants(tok.raw[1:])
@@ -200,9 +200,9 @@ def find_hits(lex: Lexicon, clean: str, fuzzy: bool = True) -> tuple[list[Token]
     tokens = _uncensor(lex, tokenize(clean))
     hits = _token_hits(lex, tokens)
     known = {k for h in hits for k in range(h.tok_start, h.tok_end)}
-    hits += _joined_hits(lex, tokens, known)
+    hits += _joined_hits(lex, tokens, known, clean)
     hits += _glued_hits(lex, tokens)
-    singles = join_singles(tokens)
+    singles = join_singles(tokens, clean=clean)
     if singles:  # spelled-out names: "T a y l o r S w i f t"
         merged = [t for t in tokens if not any(s.start <= t.start and t.end <= s.end
                                                for s in singles)] + singles

@@ -138,9 +138,13 @@ def tokenize(clean: str) -> list[Token]:
     return tokens
 
 
-def join_singles(tokens: list[Token], min_run: int = 3) -> list[Token]:
-    """Merge runs of >= min_run one-character tokens ("s e x", "n.u.d.e") into one token."""
+def join_singles(tokens: list[Token], min_run: int = 3, clean: str | None = None) -> list[Token]:
+    """Merge runs of >= min_run one-character tokens ("s e x", "n.u.d.e") into one token.
+
+    With ``clean`` given, a run also ends where the separator changes ("n.u.d.e g.i.r.l").
+    """
     merged, run = [], []
+    gap = [None]
 
     def flush():
         if len(run) >= min_run:
@@ -149,10 +153,19 @@ def join_singles(tokens: list[Token], min_run: int = 3) -> list[Token]:
         run.clear()
 
     for tok in tokens:
-        if len(tok.folded) == 1:
-            run.append(tok)
-        else:
+        if len(tok.folded) != 1:
             flush()
+            continue
+        if run and clean is not None:
+            sep = clean[run[-1].end:tok.start]
+            if len(run) == 1:
+                gap[0] = sep
+            elif sep != gap[0] and len(run) == 2:  # "a h.o.o.k": the first letter was a word
+                run.pop(0)
+                gap[0] = sep
+            elif sep != gap[0]:
+                flush()
+        run.append(tok)
     flush()
     return merged
 
