@@ -175,6 +175,11 @@ class LiveSession:
         with self._lock:
             return self.session.snapshot()
 
+    def save_snapshot(self, path) -> None:
+        """Save the live world now to a safetensors snapshot (WorldSession.save_snapshot format)."""
+        with self._lock:
+            self.session.save_snapshot(path)
+
     def close(self) -> None:
         self.closed = True
         self.playing = False
