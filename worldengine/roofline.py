@@ -92,3 +92,39 @@ def gemm_sizes_for(tokens: int, d_model: int, hidden: int, qkv_out: int) -> tupl
     """The (M, K, N) of one transformer block's big matmuls for ``tokens`` rows."""
     return ((tokens, d_model, qkv_out), (tokens, d_model, d_model),
             (tokens, d_model, hidden), (tokens, hidden, d_model))
+
+
+def pass_flops(config, prompt_tokens: int = 512) -> float:
+    """Useful FLOPs of one model pass over one frame (2 per multiply-add), at a full KV cache.
+
+    Counts the patchify/unpatchify, every block Linear, attention over the keys a query can actually
+    see (a local layer: `local_window` frames; a global layer: its ring buckets, plus the current frame
+    on the (d-1)/d of frames that are not write steps), and W1 cross-attention over `prompt_tokens`.
+    Sigma/controller conditioning is per frame and negligible; masked-out rows are not useful work.
+    """
+    t, d, dh = config.tokens_per_frame, config.d_model, config.d_head
+    h, hk = config.n_heads, config.n_kv_heads
+    c, (ph, pw) = config.channels, config.patch
+    macs = 2 * t * d * c * ph * pw                                    # patchify + unpatchify
+    for i in range(config.n_layers):
+        macs += t * d * (h + 2 * hk) * dh + t * d * d                 # qkv, out_proj
+        if config.moe:
+            macs += config.moe_top_k * 2 * t * d * int(d * config.mlp_ratio / config.moe_top_k)
+        else:
+            macs += 2 * t * d * config.mlp_hidden
+        if config.gated_attn:
+            macs += t * h * h
+        if config.has_ctrl_fusion(i):
+            macs += 2 * t * d * d + d * d
+        if config.has_cross_attn(i):
+            p = config.prompt_embedding_dim
+            macs += 2 * t * d * p + 2 * prompt_tokens * p * p + 2 * t * prompt_tokens * p
+        dilation, buckets = config.ring(i)
+        frames_seen = buckets + (dilation - 1) / dilation
+        macs += 2 * t * (frames_seen * t) * h * dh                     # q·kᵀ and p·v
+    return 2.0 * macs
+
+
+def frame_flops(config) -> float:
+    """Useful FLOPs of one latent frame: one pass per scheduler sigma (Euler steps + the cache pass)."""
+    return len(config.scheduler_sigmas) * pass_flops(config)
