@@ -22,22 +22,23 @@ _EMPTY_PARENS = re.compile(r"\(\s*\)")
 
 
 def _merge(hits: list[Hit], pairs) -> list[tuple[int, int, str]]:
-    """Non-overlapping (start, end, replacement) spans; a harm pair spans verb..victim."""
-    spans = [(h.start, h.end, h.entry.replacement or "", h.end - h.start) for h in hits]
+    """Non-overlapping (start, end, replacement, term) spans; a harm pair spans verb..victim."""
+    spans = [(h.start, h.end, h.entry.replacement or "", h.end - h.start, h.entry.text)
+             for h in hits]
     for verb, victim in pairs:
         start, end = min(verb.start, victim.start), max(verb.end, victim.end)
-        spans.append((start, end, "", end - start))
+        spans.append((start, end, "", end - start, ""))
     spans.sort(key=lambda s: (s[0], -s[3]))
     merged: list[list] = []
-    for start, end, repl, length in spans:
+    for start, end, repl, length, term in spans:
         if merged and start < merged[-1][1]:
             last = merged[-1]
             if end - start > last[3]:
-                last[2], last[3] = repl, end - start
+                last[2], last[3], last[4] = repl, end - start, term
             last[1] = max(last[1], end)
             continue
-        merged.append([start, end, repl, length])
-    return [(s, e, r) for s, e, r, _ in merged]
+        merged.append([start, end, repl, length, term])
+    return [(s, e, r, t) for s, e, r, _, t in merged]
 
 
 def _fix_articles(text: str) -> str:
@@ -69,9 +70,9 @@ def tidy(text: str) -> str:
 def apply_rewrite(detection: Detection) -> str:
     """The clean text with every flagged span replaced, tidied. May be empty."""
     text = detection.clean
-    for start, end, repl in reversed(_merge(detection.flagged, detection.pairs)):
+    for start, end, repl, term in reversed(_merge(detection.flagged, detection.pairs)):
         original = text[start:end]
-        if repl and re.search(r"['’]s$", original):
-            repl += "'s"
+        if repl and re.search(r"['’]s$", original) and not re.search(r"['’]s$", term):
+            repl += "'s"  # keep a possessive the term itself does not end with
         text = f"{text[:start]} {repl} {text[end:]}"
     return tidy(text)
