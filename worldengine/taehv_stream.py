@@ -22,7 +22,8 @@ StreamState = dict[str, "torch.Tensor | int"]
 
 
 def _memory_state(memory: dict[int, torch.Tensor]) -> StreamState:
-    return {f"memory.{index}": tensor.clone() for index, tensor in memory.items()}
+    return {f"memory.{index}": tensor.clone(memory_format=torch.contiguous_format)
+            for index, tensor in memory.items()}
 
 
 def _load_memory(state: StreamState, blocks: torch.nn.Sequential, what: str) -> dict[int, torch.Tensor]:
