@@ -121,3 +121,47 @@ def test_models_dir_lookup(tiny_folder):
     assert found == tiny_folder.parent / tiny_folder.name
     with pytest.raises(WaypointError, match="not found"):
         resolve_encoder_folder("not_a_model", models_dir=tiny_folder.parent)
+
+
+# --- Waypoint-1 text-conditioned rollout (tiny wp1 oracle checkpoint + tiny UMT5, P = 32) ---
+
+@pytest.fixture(scope="module")
+def wp1_engine(request):
+    engine_mod = pytest.importorskip("worldengine.engine")
+    folder = Path(__file__).resolve().parents[1].parent / "shared" / "oracles" / "wp1_tiny"
+    if not folder.is_dir():
+        pytest.skip(f"wp1_tiny oracle checkpoint not found at {folder}")
+    return engine_mod.load_engine(folder)
+
+
+def _rollout(engine, encoder, prompts: list[str], frames: int = 2) -> torch.Tensor:
+    """Set prompts[0], seed one latent, then step; prompts[i] (if given) is set before step i."""
+    from worldengine import Controls
+    session = engine.new_session()
+    gen = torch.Generator().manual_seed(7)
+    session.set_prompt(encoder.encode(prompts[0])[0])
+    session.append_latent(torch.randn(engine.config.latent_shape, generator=gen))
+    out = []
+    for i in range(frames):
+        if 0 < i < len(prompts) and prompts[i] is not None:
+            session.set_prompt(encoder.encode(prompts[i])[0])
+        out.append(session.step(Controls(mouse=(0.1, 0.0)), generator=gen))
+    assert session.frame_index == frames + 1
+    return torch.stack(out)
+
+
+def test_wp1_rollout_follows_prompt(wp1_engine, encoder):
+    assert wp1_engine.config.prompt_embedding_dim == encoder.embedding_dim
+    forest = _rollout(wp1_engine, encoder, ["a foggy forest at dawn"], frames=1)
+    city = _rollout(wp1_engine, encoder, ["a neon city street in the rain"], frames=1)
+    again = _rollout(wp1_engine, encoder, ["a foggy forest at dawn"], frames=1)
+    assert torch.equal(forest, again)
+    assert (forest - city).abs().max() > 1e-3
+
+
+def test_wp1_prompt_changes_mid_rollout_without_reset(wp1_engine, encoder):
+    steady = _rollout(wp1_engine, encoder, ["a foggy forest at dawn"])
+    switched = _rollout(wp1_engine, encoder, ["a foggy forest at dawn",
+                                              "a neon city street in the rain"])
+    assert torch.equal(steady[:1], switched[:1])  # same world until the caption changes
+    assert (steady[1] - switched[1]).abs().max() > 1e-3
