@@ -232,7 +232,7 @@ class OwlAE(nn.Module):
         x = frames.to(weight.device, weight.dtype) * 2 - 1
         if self.image_channels != 3:  # RGB -> RGB+zeros (e.g. a depth channel) or truncated
             x = F.pad(x, (0, 0, 0, 0, 0, max(self.image_channels - 3, 0)))[:, : self.image_channels]
-        return self.encoder(x)
+        return self.encoder(x.contiguous(memory_format=torch.channels_last)).contiguous()
 
     @torch.no_grad()
     def decode_raw(self, latents: torch.Tensor) -> torch.Tensor:
@@ -243,7 +243,8 @@ class OwlAE(nn.Module):
             raise WaypointError(f"Waypoint-1 AE decoder expects latents [T, {self.latent_channels}, h, w], "
                                 f"got shape {tuple(latents.shape)}")
         weight = self.decoder.conv_in.proj.weight
-        return self.decoder(latents.to(weight.device, weight.dtype))
+        latents = latents.to(weight.device, weight.dtype).contiguous(memory_format=torch.channels_last)
+        return self.decoder(latents).contiguous()
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """latents -> frames [T, 3, 360, 640] in [0, 1] (RGB channels of y/2 + 0.5, clamped)."""
@@ -259,4 +260,6 @@ def load_owl_ae(folder: str | Path, device: str | torch.device = "cpu",
         model = OwlAE(*configs)
     _load_module(model.encoder, folder / "encoder.safetensors")
     _load_module(model.decoder, folder / "decoder.safetensors")
-    return model.to(device=device, dtype=dtype).eval().requires_grad_(False)
+    # channels_last: oneDNN / cuDNN convolutions run about 2x faster on it here
+    model = model.to(device=device, dtype=dtype, memory_format=torch.channels_last)
+    return model.eval().requires_grad_(False)
