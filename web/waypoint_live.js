@@ -263,12 +263,12 @@ class LiveWidget {
     this.keys.clear();
     this.mouseButtons.clear();
     this.sendControl();   // nothing held any more
+    if (document.activeElement === this.canvas) this.canvas.blur();   // ComfyUI's shortcuts work again
   }
 
   handleKey(event) {
     if (event.type === "keydown" && event.code === "Escape") {
       this.release();
-      this.canvas.blur();
       return;
     }
     const code = this.keymap[event.code];
