@@ -112,6 +112,9 @@ class WaypointSeedFrame:
         if base.engine is not engine:
             raise _error("SeedFrame: the world comes from a different engine than the 'engine' input; "
                          "connect the engine the world was made with")
+        if engine.config.has_prompt and "prompt_emb" not in base.snapshot.tensors:
+            raise _error(f"SeedFrame: this {engine.config.model_type} model is text-conditioned; give it a prompt "
+                         "first: Set World Prompt (engine input) -> world input of Seed Frame")
         frames = _seed_frames(engine, image)
         encoder = stream.copy_encoder(base.encoder) if base.encoder is not None else stream.new_encoder(engine)
         latents = stream.encode(encoder, frames, fit)

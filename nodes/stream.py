@@ -6,22 +6,11 @@ per-frame autoencoders (Waypoint-1) have streams with no memory. Both expose
 """
 from __future__ import annotations
 
-import weakref
-
-
-_fallback_aes: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-
 
 def autoencoder(engine):
     """The engine's autoencoder, or a WaypointError saying which files are missing."""
     from worldengine.errors import WaypointError
-    try:
-        ae = engine.autoencoder
-    except ImportError:   # an engine without the AE facade hook: load it here, once per engine
-        ae = _fallback_aes.get(engine)
-        if ae is None:
-            from worldengine.autoencoder import load_autoencoder
-            ae = _fallback_aes[engine] = load_autoencoder(engine.folder, engine.config, engine.device)
+    ae = engine.autoencoder
     if ae is None:
         folder = getattr(engine, "folder", None)
         raise WaypointError(f"model folder {folder} has no autoencoder files, so images cannot be encoded "

@@ -83,16 +83,29 @@ class WaypointSaveWorldSnapshot:
 
     def save(self, world, filename_prefix="waypoint/world"):
         path = next_snapshot_path(filename_prefix)
-        decoder = world.decode_tail.state_after(world.engine) if world.decode_tail is not None else None
+        ae_stream = _ae_stream_of(world)
         with world.cursor.lock:
             session = world.checkout()
-            session.decoder = decoder
+            session.ae_stream = ae_stream   # the session's snapshot format carries the AE streams
             try:
                 session.save_snapshot(path)
             finally:
-                session.decoder = None
+                session.ae_stream = None
         relative = os.path.relpath(path, output_dir())
         return {"ui": {"text": [relative]}, "result": (world, relative)}
+
+
+def _ae_stream_of(world):
+    """The world's encoder + decoder streams as one session AE stream (None without an AE)."""
+    ae = world.engine.autoencoder
+    if ae is None:
+        return None
+    ae_stream = ae.stream()
+    if world.encoder is not None:
+        ae_stream.encoder = stream.copy_encoder(world.encoder)
+    if world.decode_tail is not None:
+        ae_stream.decoder = world.decode_tail.state_after(world.engine)
+    return ae_stream
 
 
 class WaypointLoadWorldSnapshot:
@@ -126,10 +139,16 @@ class WaypointLoadWorldSnapshot:
         with empty.cursor.lock:
             session = empty.checkout()
             session.load_snapshot(file)
-            decoder, session.decoder = session.decoder, None
+            ae_stream, pending = session.ae_stream, list(session.undecoded)
             world = empty.derive()
-        tail = DecodeStream.resume(decoder) if decoder is not None else None
-        return (dataclasses.replace(world, decode_tail=tail),)
+        encoder, tail = None, None
+        if ae_stream is not None:
+            encoder = stream.copy_encoder(ae_stream.encoder)
+            tail = DecodeStream.resume(ae_stream.decoder)
+        if pending:   # latents the saver had not decoded yet continue the decode chain
+            import torch
+            tail = DecodeStream(tail, torch.stack(pending))
+        return (dataclasses.replace(world, decode_tail=tail, encoder=encoder),)
 
 
 _encoders: dict = {}
@@ -149,26 +168,37 @@ def prompt_encoder(source: str, device: str):
 
 
 class WaypointSetWorldPrompt:
-    DESCRIPTION = ("Waypoint-1 only: set or replace the text prompt of a world (from the next frame on). "
-                   "Feed it the output of Sanitize Prompt.")
+    DESCRIPTION = ("Waypoint-1 only: set or replace the text prompt of a world (from the next frame on). Give it "
+                   "an engine to start an empty world with this prompt (then seed it with Seed Frame's world "
+                   "input), or a world to change its prompt mid-rollout. Feed it the output of Sanitize Prompt.")
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {
-            "world": (WAYPOINT_WORLD, {"tooltip": "A world of a text-conditioned model (Waypoint-1)."}),
-            "text": ("STRING", {"default": "An explorable world", "multiline": True,
-                                "tooltip": "The prompt; empty = the model's default prompt."}),
-            "encoder": ("STRING", {"default": "google/umt5-xl",
-                                   "tooltip": "UMT5 text encoder: a folder under models/waypoint/, a path, or a "
-                                              "Hugging Face repo id."}),
-        }}
+        return {
+            "required": {
+                "text": ("STRING", {"default": "An explorable world", "multiline": True,
+                                    "tooltip": "The prompt; empty = the model's default prompt."}),
+                "encoder": ("STRING", {"default": "google/umt5-xl",
+                                       "tooltip": "UMT5 text encoder: a folder under models/waypoint/, a path, or "
+                                                  "a Hugging Face repo id."}),
+            },
+            "optional": {
+                "world": (WAYPOINT_WORLD, {"tooltip": "A world of a text-conditioned model (Waypoint-1) whose "
+                                                      "prompt to change; it is left unchanged itself."}),
+                "engine": (WAYPOINT_ENGINE, {"tooltip": "Or: the model, to start a new, empty world with this "
+                                                        "prompt (used when no world is connected)."}),
+            },
+        }
 
     RETURN_TYPES = (WAYPOINT_WORLD,)
     RETURN_NAMES = ("world",)
     FUNCTION = "set_prompt"
     CATEGORY = CATEGORY
 
-    def set_prompt(self, world, text, encoder="google/umt5-xl"):
+    def set_prompt(self, text, encoder="google/umt5-xl", world=None, engine=None):
+        if world is None and engine is None:
+            raise _error("SetWorldPrompt: connect a world (to change its prompt) or an engine (to start one)")
+        world = world if world is not None else new_world(engine)
         config = world.engine.config
         if not config.has_prompt:
             raise _error(f"SetWorldPrompt: this {config.model_type} model takes no text prompt")

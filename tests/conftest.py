@@ -1,0 +1,50 @@
+"""Shared test fixtures: repository paths, oracles, tiny model folders. Keep this generic; put
+fixtures that only one test file needs in that file."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+ORACLES_DIR = REPO_ROOT.parent / "shared" / "oracles"
+
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+# Small Waypoint-1.5 geometry: 4x8 tokens (latent 32x8x16, frames 128x256) keeps the real-size
+# TAEHV fast on a 2-core CPU while exercising every code path of the 360P model.
+SMALL_WP15 = {"channels": 32, "height": 4, "width": 8, "tokens_per_frame": 32}
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def oracles_dir() -> Path:
+    if not ORACLES_DIR.is_dir():
+        pytest.skip(f"oracles not found at {ORACLES_DIR} (the shared/ folder beside the repository)")
+    return ORACLES_DIR
+
+
+@pytest.fixture(scope="session")
+def tiny_models_dir(tmp_path_factory) -> Path:
+    """A models folder holding `waypoint/` with tiny random models (built once per test session):
+    `tiny-wp15` (oracle size, 360P-style 256x512 frames), `small-wp15` (latent 8x16, 128x256
+    frames), `tiny-wp1` (Waypoint-1 with a narrow AE), `no-ae-wp15` (no autoencoder files)."""
+    import shutil
+
+    from worldengine.testing import write_tiny_checkpoint
+
+    root = tmp_path_factory.mktemp("models")
+    waypoint = root / "waypoint"
+    write_tiny_checkpoint(waypoint / "tiny-wp15", model_type="waypoint-1.5")
+    # same random TAEHV (writing one takes seconds), smaller DiT geometry
+    write_tiny_checkpoint(waypoint / "small-wp15", model_type="waypoint-1.5", with_ae=False, **SMALL_WP15)
+    shutil.copy(waypoint / "tiny-wp15" / "taehv1_5.safetensors", waypoint / "small-wp15")
+    write_tiny_checkpoint(waypoint / "tiny-wp1", model_type="waypoint-1")
+    write_tiny_checkpoint(waypoint / "no-ae-wp15", model_type="waypoint-1.5", with_ae=False)
+    return root
