@@ -52,6 +52,10 @@ def test_facade_round_trip_matches_oracle(oracle):
     assert frames.shape == (1, 3, 360, 640) and 0 <= frames.min() and frames.max() <= 1
     assert (to_uint8(frames)[0].int() - ref["decoded_uint8"].int()).abs().max() <= 1
     assert stream.get_state() == {}
+    big = torch.nn.functional.interpolate(to_frames(ref["image_uint8"]), size=(720, 1280), mode="bilinear")
+    assert torch.equal(stream.encode_frames(big), ae.model.encode(big))  # 16:9 goes straight in
+    with pytest.raises(WaypointError, match="choose a fit mode"):
+        stream.encode_frames(big[..., :720])
 
 
 def test_weight_norm_fold_formula():

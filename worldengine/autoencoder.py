@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from .errors import WaypointError
-from .images import FitMode, display_size, fit_frames, resize_frames
+from .images import CONTENT_ASPECT, FitMode, aspect_matches, display_size, fit_frames, resize_frames
 from .owl_ae import DECODER_SIZE, ENCODER_SIZE, OwlAE, load_owl_ae
 from .taehv import FRAMES_PER_LATENT, LATENT_CHANNELS, SPATIAL_SCALE, TAEHV, load_taehv
 from .taehv_stream import StreamState, TAEHVDecoderStream, TAEHVEncoderStream
@@ -94,9 +94,11 @@ class EncoderStream:
             self._taehv.reset()
 
     def encode(self, frames: torch.Tensor, fit: FitMode | str = FitMode.ERROR) -> torch.Tensor:
-        frames = fit_frames(frames, self.ae.pixel_size, fit)
         if self._taehv is not None:
-            return self._taehv.encode(frames).float()
+            return self._taehv.encode(fit_frames(frames, self.ae.pixel_size, fit)).float()
+        if frames.ndim != 4 or not aspect_matches(frames.shape[-2], frames.shape[-1], CONTENT_ASPECT):
+            # 16:9 goes in as it is: the Waypoint-1 encoder does its own bicubic resize to 512x512
+            frames = fit_frames(frames, self.ae.pixel_size, fit)
         return self.ae.model.encode(frames).float()
 
     def flush(self) -> torch.Tensor:

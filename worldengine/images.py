@@ -102,14 +102,15 @@ def resize_frames(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(frames, size=tuple(size), mode="bilinear", align_corners=False)
 
 
-def _aspect_matches(h: int, w: int, aspect: float) -> bool:
+def aspect_matches(h: int, w: int, aspect: float) -> bool:
+    """Whether an h x w picture has this aspect (w / h) within 1 %."""
     return abs(w / h - aspect) <= _ASPECT_TOLERANCE * aspect
 
 
 def content_aspect(size: tuple[int, int]) -> float:
     """The aspect of the picture a model of pixel size (H, W) shows: 16:9 for Waypoint sizes, else W/H."""
     h, w = size
-    if tuple(size) in DISPLAY_SIZES or _aspect_matches(h, w, CONTENT_ASPECT):
+    if tuple(size) in DISPLAY_SIZES or aspect_matches(h, w, CONTENT_ASPECT):
         return CONTENT_ASPECT
     return w / h
 
@@ -146,7 +147,7 @@ def fit_frames(frames: torch.Tensor, size: tuple[int, int], mode: FitMode | str 
     if (h, w) == tuple(size):
         return frames
     aspect = content_aspect(size)
-    if _aspect_matches(h, w, aspect) or _aspect_matches(h, w, size[1] / size[0]) or mode is FitMode.STRETCH:
+    if aspect_matches(h, w, aspect) or aspect_matches(h, w, size[1] / size[0]) or mode is FitMode.STRETCH:
         return resize_frames(frames, size)
     if mode is FitMode.CROP:
         return resize_frames(_centre_crop(frames, aspect), size)
