@@ -137,6 +137,26 @@ def step_fps(folder, quant=None, compile=False, frames: int = 30) -> float:
     return frames / (time.perf_counter() - start)
 
 
+def comparison_video(engine, ae, path: Path, frames: int = 48, scale: int = 3) -> Path:
+    """Renderer (top) vs model (bottom) on the README's track: walk forward, then walk + turn left."""
+    from worldengine.images import to_uint8
+    from worldengine.rollout import default_track
+    from worldengine.video import write_frames
+
+    track = default_track(frames)
+    world = World(HELD_OUT_SEED0 + 7)
+    world.step([KEY_W], 0.0)
+    seed = world.render()
+    truth = []
+    for control in track.frames:
+        world.step(control.buttons, control.mouse[0])
+        truth.append(world.render())
+    generated = rollout(engine, ae, seed[None], [Controls.from_keys(["W"])], list(track.frames))
+    pairs = torch.from_numpy(np.concatenate([np.stack(truth), generated], axis=2))   # [T, 3, 2H, W]
+    pairs = torch.nn.functional.interpolate(pairs, scale_factor=scale, mode="nearest")
+    return write_frames(to_uint8(pairs), path, fps=8)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=MODEL_DIR)
@@ -144,11 +164,14 @@ def main(argv=None):
     parser.add_argument("--drift-frames", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--video", type=Path, help="also write renderer-vs-model frames (.gif/.mp4/folder)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     engine, ae = load_toy(args.model)
     report = {"model": str(args.model), "training": (args.model / "training.txt").read_text().strip().splitlines()
               if (args.model / "training.txt").is_file() else []}
+    if args.video:
+        print(f"wrote {comparison_video(engine, ae, args.video)}", flush=True)
     report["turn_left"] = turn_response(engine, ae, -0.3)
     report["turn_right"] = turn_response(engine, ae, 0.3)
     report["walk_turn_left"] = turn_response(engine, ae, -0.3, keys=(KEY_W,))

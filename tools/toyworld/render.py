@@ -163,3 +163,12 @@ def cast_rays(grid: np.ndarray, x: float, y: float, rays: np.ndarray, max_steps:
     dist = np.where(side == 0, side_x - delta[:, 0], side_y - delta[:, 1])
     wall_pos = np.where(side == 0, y + dist * rays[:, 1], x + dist * rays[:, 0])
     return np.maximum(dist, 1e-3), side, cell, wall_pos - np.floor(wall_pos)
+
+
+def save_seed_image(path, seed: int = 900_007) -> None:
+    """A 64x128 PNG of a world after one step forward: the seed image for rollouts of the toy model."""
+    from PIL import Image
+
+    world = World(seed)
+    world.step([KEY_W], 0.0)
+    Image.fromarray((world.render().transpose(1, 2, 0) * 255).round().astype(np.uint8)).save(path)

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from tools.toyworld.dataset import load_episodes
+from tools.toyworld.render import save_seed_image
 from tools.toyworld.seqmodel import ClipForward, inference_to_canonical
 from tools.toyworld.spec import MODEL_DIR, TOY_CONFIG, control_vectors
 from worldengine.config import config_from_dict
@@ -77,6 +78,7 @@ def export(model: WaypointDiT, out: Path, ae_file: Path, state_file: Path, info:
     staging = out.with_name(out.name + ".partial")
     write_checkpoint(staging, dict(TOY_CONFIG), state=inference_to_canonical(state, model.config))
     shutil.copyfile(ae_file, staging / "toy_ae.safetensors")
+    save_seed_image(staging / "seed.png")
     (staging / "training.txt").write_text("".join(f"{k}: {v}\n" for k, v in info.items()))
     out.mkdir(parents=True, exist_ok=True)
     for path in staging.iterdir():       # replace file by file: readers never see a half-written file
