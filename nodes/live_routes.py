@@ -151,6 +151,9 @@ async def _handle(message: dict, live_session, loop, outbox: _Outbox) -> None:
     elif kind == "snapshot":
         path = await loop.run_in_executor(None, _save_snapshot, live_session)
         outbox.put({"type": "snapshot", "path": path})
+    elif kind == "export":
+        path = await loop.run_in_executor(None, _export_clip, live_session, message["seconds"], message["format"])
+        outbox.put({"type": "export", "path": path})
 
 
 def _save_snapshot(live_session) -> str:
@@ -160,6 +163,28 @@ def _save_snapshot(live_session) -> str:
     path = next_snapshot_path("waypoint/live")
     live_session.save_snapshot(path)
     return os.path.relpath(path, output_dir())
+
+
+def _export_clip(live_session, seconds: float, fmt: str) -> str:
+    """Write the clip into <output>/waypoint/ (mp4 falls back to webp without PyAV)."""
+    import os
+
+    from worldengine.errors import WaypointError
+
+    from .world_nodes import output_dir
+    folder = output_dir() / "waypoint"
+    folder.mkdir(parents=True, exist_ok=True)
+    for counter in range(1, 100000):
+        path = folder / f"live_clip_{counter:05d}.{fmt}"
+        if not path.exists():
+            break
+    try:
+        written = live_session.export_clip(path, seconds)
+    except WaypointError as err:
+        if fmt != "mp4" or "PyAV" not in str(err):
+            raise
+        written = live_session.export_clip(path.with_suffix(".webp"), seconds)
+    return os.path.relpath(written, output_dir())
 
 
 async def live_socket(request):
@@ -198,6 +223,9 @@ async def live_socket(request):
                     await _handle(parse_message(msg.data), live_session, loop, outbox)
                 except WaypointError as err:   # ProtocolError included: refuse, keep the socket
                     errors.report(str(err))
+                except (OSError, RuntimeError) as err:   # e.g. a file that cannot be written
+                    _LOG.exception("live play: %s failed", msg.data[:80])
+                    errors.report(f"server error: {err}")
             elif msg.type == WSMsgType.BINARY:
                 errors.report("binary messages are not accepted: send JSON text")
             elif msg.type == WSMsgType.ERROR:

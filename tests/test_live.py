@@ -113,6 +113,8 @@ def test_parse_control_message():
     ('{"type": "settings", "preview": "3d"}', "preview"),
     ('{"type": "settings", "max_in_flight": 99}', "max_in_flight"),
     ('{"type": "settings", "max_fps": -1}', "max_fps"),
+    ('{"type": "export", "format": "avi"}', "format"),
+    ('{"type": "export", "seconds": 99}', "seconds"),
     ("[" * 100000, "larger than"),
 ])
 def test_parse_rejects_bad_messages(text, words):
@@ -318,3 +320,32 @@ def test_node_rejects_a_non_world():
     from nodes.live import WaypointLivePlay
     with pytest.raises(WaypointError, match="world"):
         WaypointLivePlay().bind_world("not a world", 0, "auto", unique_id="x")
+
+
+def test_recent_frames_are_bounded_and_clip_at_the_shown_rate():
+    from worldengine.live_frames import RecentFrames, decode_images
+    image = encode_image(torch.rand(3, 18, 32), "jpeg")
+    recent = RecentFrames(seconds=2.0)
+    small = RecentFrames(seconds=2.0, max_bytes=5 * len(image))
+    for index in range(100):                      # 100 frames over 4.95 s at 20 fps
+        recent.add([image], now=index * 0.05)
+        small.add([image], now=index * 0.05)
+    images, fps = recent.clip(1.0)
+    assert len(images) == 21 and fps == pytest.approx(20.0)
+    assert len(recent.clip(10.0)[0]) == 41        # only the last 2 s are kept
+    assert len(small.clip(10.0)[0]) == 5          # and no more than max_bytes
+    assert decode_images(images[:3]).shape == (3, 18, 32, 3)
+    assert RecentFrames().clip(5.0) == ([], 0.0)
+
+
+def test_export_clip_writes_what_was_shown(engine, base, tmp_path):
+    from PIL import Image
+    live, got = start_live(engine, base)
+    with pytest.raises(WaypointError, match="nothing was shown"):
+        live.export_clip(tmp_path / "empty.webp", 5.0)
+    live.play()
+    got.wait(4)
+    live.close()
+    path = live.export_clip(tmp_path / "clip.webp", 30.0)
+    clip = Image.open(path)
+    assert clip.n_frames == len(got.frames) and clip.size == Image.open(io.BytesIO(got.frames[0].images[0])).size

@@ -143,6 +143,10 @@ def test_frames_flow_bad_messages_are_refused_and_track_is_served(bound):
             await _acking_pump(player, lambda p: any(e["type"] == "snapshot" for e in p.events))
             path = next(e["path"] for e in player.events if e["type"] == "snapshot")
             assert os.path.isfile(os.path.join("output", path)) and path.startswith("waypoint")
+            await ws.send_str('{"type": "export", "seconds": 5, "format": "webp"}')
+            await _acking_pump(player, lambda p: any(e["type"] == "export" for e in p.events))
+            clip = next(e["path"] for e in player.events if e["type"] == "export")
+            assert clip.endswith(".webp") and os.path.getsize(os.path.join("output", clip)) > 0
             track = await (await test_client.get("/waypoint/live/42/track")).json()
             assert track["format"] == "waypoint-control-track/1" and track["seed"] == 3
             assert len(track["frames"]) >= 6 and track["frames"][0]["buttons"] == [87]

@@ -88,6 +88,8 @@ class LiveWidget {
       button("Snapshot", "Save the live world to output/waypoint/live_*.safetensors", () => this.command({ type: "snapshot" })),
       this.recordButton,
       button("Track", "Download the recorded control track (JSON)", () => this.downloadTrack()),
+      button("Clip", "Export the last 10 s shown as output/waypoint/live_clip_*.mp4", () =>
+        this.command({ type: "export", seconds: 10, format: "mp4" })),
       button("⚙", "Settings", () => this.settingsPanel.classList.toggle("open")),
     ]);
     this.element = el("div", { className: "wp-live" }, [this.canvas, this.hud, this.hint, bar, this.settingsPanel]);
@@ -175,6 +177,11 @@ class LiveWidget {
       this.message = event.message;
     } else if (event.type === "snapshot") {
       this.message = `snapshot: ${event.path}`;
+    } else if (event.type === "export") {
+      this.message = `clip: ${event.path}`;
+      const slash = event.path.lastIndexOf("/");
+      const query = new URLSearchParams({ filename: event.path.slice(slash + 1), subfolder: event.path.slice(0, Math.max(0, slash)), type: "output" });
+      el("a", { href: api.apiURL(`/view?${query}`), download: event.path.slice(slash + 1) }).click();
     }
   }
 

@@ -26,7 +26,7 @@ import torch
 
 from .controls import MAX_TRACK_FRAMES, Controls, ControlTrack
 from .errors import WaypointError
-from .live_frames import MIME, encode_image
+from .live_frames import MIME, RecentFrames, decode_images, encode_image
 
 MOUSE_LIMIT = 10.0   # summed mouse motion per frame is clamped to this (ControllerInput's range)
 
@@ -105,6 +105,7 @@ class LiveSession:
         self._last_step_start = 0.0
         self._step_times: list[float] = []        # perf_counter of recent step ends, for latent fps
         self._step_ms = 0.0
+        self.recent = RecentFrames()              # what was shown lately, for clip export
         self._to_base()
         self.worker = worker_for(str(engine.device))
         self.worker.attach(self)
@@ -180,6 +181,15 @@ class LiveSession:
         with self._lock:
             self.session.save_snapshot(path)
 
+    def export_clip(self, path, seconds: float = 10.0):
+        """Write the last `seconds` of shown frames to `path` (.mp4 needs PyAV; .webp / .gif with
+        Pillow) at the rate they were shown. Returns the path."""
+        from .video import write_frames
+        images, fps = self.recent.clip(seconds)
+        if not images:
+            raise WaypointError("nothing was shown yet: play before exporting a clip")
+        return write_frames(decode_images(images), path, fps)
+
     def close(self) -> None:
         self.closed = True
         self.playing = False
@@ -232,6 +242,7 @@ class LiveSession:
             images = [encode_image(frame, settings.format, settings.quality, settings.max_width,
                                    settings.max_height) for frame in frames]
             encoded = time.perf_counter()
+            self.recent.add(images, encoded)
             frame = LiveFrame(self.ordinal, self.session.frame_index - 1, latent, images, MIME[settings.format],
                               seq, t_client, 1000 * (start - arrived) if arrived is not None else 0.0,
                               1000 * (stepped - start), 1000 * (rendered - stepped), 1000 * (encoded - rendered),

@@ -84,3 +84,46 @@ def encode_image(frame: torch.Tensor, fmt: str = "jpeg", quality: int = 80,
     buffer = io.BytesIO()
     image.save(buffer, FORMATS[fmt], quality=int(quality))
     return buffer.getvalue()
+
+
+class RecentFrames:
+    """The images a live session showed in its last `seconds` (encoded bytes + perf_counter time),
+    for "export the last N seconds". Bounded by time and by `max_bytes`; thread-safe."""
+
+    def __init__(self, seconds: float = 30.0, max_bytes: int = 64 * 2 ** 20):
+        import collections
+        import threading
+        self.seconds, self.max_bytes = seconds, max_bytes
+        self._items = collections.deque()     # (time, bytes)
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def add(self, images: list, now: float) -> None:
+        with self._lock:
+            for image in images:
+                self._items.append((now, image))
+                self._bytes += len(image)
+            while self._items and (now - self._items[0][0] > self.seconds or self._bytes > self.max_bytes):
+                self._bytes -= len(self._items.popleft()[1])
+
+    def clip(self, seconds: float) -> tuple[list, float]:
+        """(images of the last `seconds`, their frames per second as shown)."""
+        with self._lock:
+            items = list(self._items)
+        if not items:
+            return [], 0.0
+        items = [item for item in items if items[-1][0] - item[0] <= seconds]
+        span = items[-1][0] - items[0][0]
+        fps = (len(items) - 1) / span if span > 0 else 1.0
+        return [image for _, image in items], max(1.0, min(120.0, fps))
+
+
+def decode_images(images: list) -> torch.Tensor:
+    """Encoded images -> [T, H, W, 3] uint8, every frame resized to the last one's size."""
+    import numpy as np
+    from PIL import Image
+
+    pictures = [Image.open(io.BytesIO(data)).convert("RGB") for data in images]
+    size = pictures[-1].size
+    arrays = [np.asarray(p if p.size == size else p.resize(size, Image.BILINEAR)) for p in pictures]
+    return torch.from_numpy(np.stack(arrays))

@@ -12,6 +12,7 @@ Client -> server, one JSON object per text message, at most MAX_MESSAGE_BYTES:
      "max_width": 640, "max_height": 360, "max_in_flight": 2, "max_fps": 15}
         max_fps: latent frames per second at most (0 = as fast as the device steps).
     {"type": "ping", "t": 1234.5}
+    {"type": "export", "seconds": 10, "format": "mp4"|"webp"|"gif"}   the last seconds shown, as a clip
 
 Server -> client: JSON text events ({"type": "status"|"error"|"pong"|"snapshot", ...}) and binary
 frame packets: uint32 big-endian header length, the JSON header, then the image bytes.
@@ -39,7 +40,9 @@ _FIELDS = {
     "record": {"on"},
     "settings": {"preview", "format", "quality", "max_width", "max_height", "max_in_flight", "max_fps"},
     "ping": {"t"},
+    "export": {"seconds", "format"},
 }
+CLIP_FORMATS = ("mp4", "webp", "gif")
 
 
 class ProtocolError(WaypointError):
@@ -134,6 +137,8 @@ _CHECKS = {
     "record": _check_record,
     "settings": _check_settings,
     "ping": lambda d: {"t": _number(d.get("t", 0.0), "t", 1e15)},
+    "export": lambda d: {"seconds": max(0.1, _number(d.get("seconds", 10.0), "seconds", 30.0)),
+                         "format": _choice(d.get("format", "mp4"), "format", CLIP_FORMATS)},
 }
 
 
