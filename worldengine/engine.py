@@ -48,8 +48,17 @@ class WorldEngine:
         self._autoencoder = None
         self.options = {}
 
-    def new_session(self) -> WorldSession:
-        return WorldSession(self)
+    def new_session(self, decode: bool | None = None) -> WorldSession:
+        """A fresh world. decode: keep latents for the autoencoder's decoder stream (default: when
+        this model has an autoencoder); pure latent rollouts pass False so nothing accumulates."""
+        return WorldSession(self, self.has_autoencoder if decode is None else decode)
+
+    @property
+    def has_autoencoder(self) -> bool:
+        if self._autoencoder is not None:
+            return True
+        from .autoencoder import find_autoencoder_files
+        return self.folder is not None and find_autoencoder_files(self.folder, self.config) is not None
 
     @property
     def autoencoder(self):
@@ -78,7 +87,8 @@ def build_model(config: WaypointConfig, state: dict, device, dtype: torch.dtype)
     with torch.device("meta"):
         model = WaypointDiT(config)
     placed = {}
-    for key, tensor in state.items():
+    for key in list(state):  # pop as we go: a converted tensor never coexists with all the originals
+        tensor = state.pop(key)
         keep_fp32 = key.startswith("denoise_step_emb.")  # the noise MLP runs in fp32 (bf16-valued weights)
         placed[key] = tensor.to(device=device, dtype=torch.float32 if keep_fp32 else dtype)
     model.load_state_dict(placed, strict=True, assign=True)
@@ -103,6 +113,7 @@ def load_engine(source: str | Path, models_dir: str | Path | None = None, device
     raw = read_safetensors(weights, device=device)
     if config.model_type == "waypoint-1.5":
         state, origin = remap_published_waypoint15(raw, config)
+        raw.clear()  # drop references to the pre-remap tensors (q/k/v, fusion halves) right away
     else:
         state, origin = raw, {}
     check_canonical(state, origin, config, str(weights))

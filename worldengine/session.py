@@ -30,8 +30,9 @@ class WorldSnapshot:
 
 
 class WorldSession:
-    def __init__(self, engine):
+    def __init__(self, engine, decode: bool = True):
         self.engine = engine
+        self.decode = decode                             # whether latents are queued for decoding
         self.cache = RingKVCache(engine.config, engine.dtype, engine.device)
         self.frame_index = 0
         self.prompt_emb: torch.Tensor | None = None     # [P_len, P] as given
@@ -98,7 +99,8 @@ class WorldSession:
         self.cache.commit(self.frame_index)
         self.frame_index += 1
         self.last_latent = x.float().cpu()
-        self.undecoded.append(self.last_latent)
+        if self.decode:
+            self.undecoded.append(self.last_latent)
 
     @torch.inference_mode()
     def step(self, controls: Controls | None = None, noise: torch.Tensor | None = None,
@@ -121,7 +123,8 @@ class WorldSession:
         self.cache.commit(self.frame_index)
         self.frame_index += 1
         self.last_latent = x.float().cpu()
-        self.undecoded.append(self.last_latent)
+        if self.decode:
+            self.undecoded.append(self.last_latent)
         return self.last_latent
 
     def reset(self):
@@ -163,6 +166,8 @@ class WorldSession:
 
         Returns frames [T, 3, H, W] float32 in [0, 1] (frames_per_latent per latent; T may be 0).
         """
+        if not self.decode:
+            raise WaypointError("this world was opened with decode=False; open it with decode=True to get frames")
         stream = self._stream()
         frames = [stream.decode_latent(latent) for latent in self.undecoded]
         self.undecoded = []
