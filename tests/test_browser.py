@@ -264,6 +264,9 @@ async def play_in_browser(page_ws: str, url: str, root: Path):
                 await asyncio.sleep(0.1)
             await tools.key("keyUp", *W[:2], W[2])
             await tools.until(f"{WIDGET}.stats.drawn >= {first_drawn} + 5", 60, "frames while playing")
+            if os.environ.get("WAYPOINT_SCREENSHOT"):   # look at the widget by hand
+                shot = await tools.call("Page.captureScreenshot", format="png")
+                Path(os.environ["WAYPOINT_SCREENSHOT"]).write_bytes(__import__("base64").b64decode(shot["data"]))
             assert await tools.js(f"{canvas}.toDataURL()") != first_picture, "the picture never changed"
             leaked = await tools.js("window.__leaked")
             assert not [k for k in leaked if k.lower() == "w"], f"W reached ComfyUI's listeners: {leaked}"

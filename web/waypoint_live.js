@@ -46,7 +46,8 @@ const STYLE = `
 .wp-live button.on { background: #a33; color: #fff; }
 .wp-live .settings { display: none; padding: 4px; gap: 6px; flex-wrap: wrap; }
 .wp-live .settings.open { display: flex; }
-.wp-live .error { color: #f77; }`;
+.wp-live .error { color: #f77; }
+.wp-live .info { color: #9cf; }`;
 
 class LiveWidget {
   constructor(node) {
@@ -344,7 +345,8 @@ class LiveWidget {
     ];
     this.hud.textContent = lines.join("\n");
     if (this.message) {
-      this.hud.append(el("div", { className: "error", textContent: this.message }));
+      const isInfo = /^(queued|snapshot|clip):/.test(this.message);
+      this.hud.append(el("div", { className: isInfo ? "info" : "error", textContent: this.message }));
     }
   }
 
