@@ -229,3 +229,19 @@ def test_long_rollout_keeps_memory_flat(tmp_path):
     assert torch.isfinite(latent).all() and session.frame_index == 10_000 and not session.undecoded
     assert sum(b.numel() * b.element_size() for b in session.cache.buffers) == cache_bytes
     assert rss[-1] - rss[0] < 20_000, f"peak RSS grew by {rss[-1] - rss[0]} KiB: {rss}"
+
+
+@pytest.mark.parametrize("overrides", [
+    {"moe": True, "moe_top_k": 2, "moe_n_experts": 4},
+    {"noise_conditioning": None},                      # untied per-block modulation, no bias_in
+    {"n_kv_heads": 4, "patch": [1, 1], "height": 16, "width": 32, "tokens_per_frame": 512},
+    {"d_model": 128, "n_heads": 2, "n_kv_heads": 1},   # d_head 64: several RoPE x/y frequencies
+])
+def test_config_variants_load_and_roll_out(tmp_path, overrides):
+    values = tiny_config_dict(**overrides)
+    engine = load_engine(write_checkpoint(tmp_path / "variant", values, seed=2))
+    session = engine.new_session()
+    frames = rollout(session, 3)
+    assert all(torch.isfinite(f).all() and f.shape == engine.config.latent_shape for f in frames)
+    if overrides.get("noise_conditioning", "wan") is None:
+        assert engine.model.shared_cond_proj is None and engine.model.blocks[0].bias_in is None
