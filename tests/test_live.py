@@ -349,3 +349,16 @@ def test_export_clip_writes_what_was_shown(engine, base, tmp_path):
     path = live.export_clip(tmp_path / "clip.webp", 30.0)
     clip = Image.open(path)
     assert clip.n_frames == len(got.frames) and clip.size == Image.open(io.BytesIO(got.frames[0].images[0])).size
+
+
+def test_old_bindings_are_forgotten(model_dir):
+    from nodes import live as live_nodes
+    world = seeded_world(model_dir)
+    node = live_nodes.WaypointLivePlay()
+    for index in range(live_nodes.MAX_BINDINGS + 3):
+        node.bind_world(world, 0, "latent", unique_id=f"b{index}")
+    node.bind_world(world, 0, "latent", unique_id="b0")   # bound again: b0 is the newest, b3 goes
+    kept = [f"b{i}" for i in range(live_nodes.MAX_BINDINGS + 3) if live_nodes.get_binding(f"b{i}")]
+    assert len(kept) == live_nodes.MAX_BINDINGS and "b0" in kept and "b1" not in kept
+    for key in kept:
+        live_nodes.unbind(key)
