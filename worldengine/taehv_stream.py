@@ -38,7 +38,8 @@ def _load_memory(state: StreamState, blocks: torch.nn.Sequential, what: str) -> 
         if not isinstance(value, torch.Tensor) or value.ndim != 4 or value.shape[0] != 1:
             raise WaypointError(f"{what} state: {key!r} must be a [1, C, H, W] tensor")
         weight = blocks[index].conv[0].weight
-        memory[index] = value.to(weight.device, weight.dtype).clone()
+        # same layout as live memories (channels_last), so a restored stream computes bit-identically
+        memory[index] = value.to(weight.device, weight.dtype).clone(memory_format=torch.channels_last)
     return memory
 
 
