@@ -185,8 +185,9 @@ def _drop_session_streams(session) -> None:
 
 
 def new_world(engine, decode_tail: "DecodeStream | None" = None) -> World:
-    """An empty world (frame 0, empty cache) on a new session of `engine`."""
-    session = engine.new_session()
+    """An empty world (frame 0, empty cache) on a new session of `engine`. The session does not
+    queue latents for decoding: this layer decodes through `DecodeStream` chains."""
+    session = engine.new_session(decode=False)
     cursor = SessionCursor(session)
     token = next(_tokens)
     cursor.at = token
