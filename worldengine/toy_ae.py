@@ -1,7 +1,7 @@
 """The toy world's autoencoder: a fixed linear patch code (PCA of p x p RGB patches, whitened).
 
 One frame per latent, no state. frames [T, 3, H, W] float in [0, 1] <-> latents [T, C, H/p, W/p]
-float (each channel ~zero mean, unit variance over the training frames). Decoding is the transpose
+float (zero mean; unit variance on average over channels, channel 0 the strongest). Decoding is the transpose
 of the orthonormal basis, so it is exact up to the dropped components. File: `toy_ae.safetensors`
 with tensors `mean` [3*p*p], `basis` [C, 3*p*p], `scale` [C] and metadata
 {"format": "waypoint-toy-ae/1", "patch", "height", "width"}.
@@ -61,7 +61,10 @@ class ToyPatchAE(nn.Module):
         covariance = (patches - mean).T @ (patches - mean) / patches.shape[0]
         values, vectors = torch.linalg.eigh(covariance)                    # ascending
         order = values.argsort(descending=True)[:channels]
-        basis, scale = vectors[:, order].T, values[order].clamp_min(1e-8).sqrt()
+        # One scale for every channel (the RMS of the kept components), not per-channel whitening:
+        # latent MSE then stays proportional to pixel MSE, so training favours what is visible.
+        basis = vectors[:, order].T
+        scale = values[order].clamp_min(1e-8).mean().sqrt().expand(channels).clone()
         return cls(mean.float(), basis.float().contiguous(), scale.float(), patch, frames.shape[-2:])
 
     def save(self, path: str | Path):

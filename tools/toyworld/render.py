@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 
 KEY_W, KEY_A, KEY_S, KEY_D = 87, 65, 83, 68
-YAW_PER_MOUSE = 0.25      # radians of yaw per unit of mouse dx
-MOVE_SPEED = 0.12         # grid cells per frame
+YAW_PER_MOUSE = 0.12      # radians of yaw per unit of mouse dx
+MOVE_SPEED = 0.06         # grid cells per frame
 PLAYER_RADIUS = 0.2
 FOV_TAN = 0.8             # half-width of the camera plane: ~77 degree horizontal field of view
 HEIGHT, WIDTH = 64, 128
