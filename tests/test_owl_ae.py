@@ -109,3 +109,19 @@ def test_wrong_shapes_are_named(tmp_path, oracle):
     save_file(state, str(folder / "decoder.safetensors"))
     with pytest.raises(WaypointError, match=r"'conv_in.proj.bias' has shape \(32,\).*\(64,\)"):
         load_owl_ae(folder)
+
+
+def test_toy_ae_through_facade(tmp_path):
+    """The offline toy world's per-frame AE loads through the same facade (found before any other AE)."""
+    from worldengine.toy_ae import ToyPatchAE
+    clip = torch.rand(8, 3, 64, 128, generator=torch.Generator().manual_seed(0))
+    ToyPatchAE.fit(clip, 8, 16).save(tmp_path / "toy_ae.safetensors")
+    ae = load_autoencoder(tmp_path, SimpleNamespace(uses_taehv=False, latent_shape=(16, 8, 16), ae_uri=None))
+    assert (ae.kind, ae.frames_per_latent, ae.pixel_size, ae.latent_hw) == ("toy", 1, (64, 128), (8, 16))
+    stream = ae.stream()
+    latents = stream.encode_frames(clip[:2])
+    assert latents.shape == (2, 16, 8, 16)
+    assert stream.decode_latent(latents[0]).shape == (1, 3, 64, 128)
+    assert stream.encode_frames(torch.rand(1, 3, 128, 256)).shape == (1, 16, 8, 16)  # fitted to 64x128
+    with pytest.raises(WaypointError, match="do not match"):
+        load_autoencoder(tmp_path, SimpleNamespace(uses_taehv=False, latent_shape=(16, 4, 8), ae_uri=None))

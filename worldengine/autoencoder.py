@@ -4,6 +4,7 @@
   Pixel size = latent size x 16 (256x512 for 360P, 512x1024 for 720P); decoded frames are shown at
   360x640 / 720x1280 (bilinear), as the reference engine does.
 - Waypoint-1: the per-frame Waypoint-1 AE, 1 frame per latent, 360x640, stateless.
+- The offline toy world: `toy_ae.safetensors` (worldengine/toy_ae.py), 1 frame per latent, stateless.
 
 Layouts: frames [T, 3, H, W] float32 in [0, 1]; latents [N, C, h, w] (one latent: [C, h, w]).
 Stream state (`get_state`) is a flat dict of tensors and small ints with `encoder.` / `decoder.`
@@ -23,6 +24,7 @@ from .images import CONTENT_ASPECT, FitMode, aspect_matches, display_size, fit_f
 from .owl_ae import DECODER_SIZE, ENCODER_SIZE, OwlAE, load_owl_ae
 from .taehv import FRAMES_PER_LATENT, LATENT_CHANNELS, SPATIAL_SCALE, TAEHV, load_taehv
 from .taehv_stream import StreamState, TAEHVDecoderStream, TAEHVEncoderStream
+from .toy_ae import TOY_AE_NAME, load_toy_ae
 
 TAEHV_NAMES = ("taehv1_5.safetensors", "taehv1_5.pth")
 OWL_NAMES = ("encoder.safetensors", "decoder.safetensors", "encoder_conf.yml", "decoder_conf.yml")
@@ -48,6 +50,8 @@ def _search_dirs(folder: Path, config, subfolders: tuple[str, ...], extra_dirs) 
 def find_autoencoder_files(folder: str | Path, config=None, extra_dirs=()) -> AEFiles | None:
     """Look for the AE the config asks for (or either, with no config); None when absent."""
     folder = Path(folder)
+    if (folder / TOY_AE_NAME).is_file():  # the shipped offline toy world (tools/toyworld)
+        return AEFiles("toy", folder / TOY_AE_NAME)
     want_taehv = getattr(config, "uses_taehv", None)
     if want_taehv is not False:
         for directory in _search_dirs(folder, config, ("ae", "taehv"), extra_dirs):
@@ -96,8 +100,9 @@ class EncoderStream:
     def encode(self, frames: torch.Tensor, fit: FitMode | str = FitMode.ERROR) -> torch.Tensor:
         if self._taehv is not None:
             return self._taehv.encode(fit_frames(frames, self.ae.pixel_size, fit)).float()
-        if frames.ndim != 4 or not aspect_matches(frames.shape[-2], frames.shape[-1], CONTENT_ASPECT):
-            # 16:9 goes in as it is: the Waypoint-1 encoder does its own bicubic resize to 512x512
+        straight_in = (self.ae.kind == "owl" and frames.ndim == 4
+                       and aspect_matches(frames.shape[-2], frames.shape[-1], CONTENT_ASPECT))
+        if not straight_in:  # 16:9 goes straight into the Waypoint-1 encoder (its own bicubic to 512x512)
             frames = fit_frames(frames, self.ae.pixel_size, fit)
         return self.ae.model.encode(frames).float()
 
@@ -179,6 +184,10 @@ class WorldAutoencoder:
             self.latent_channels = LATENT_CHANNELS
             self.pixel_size = (latent_hw[0] * SPATIAL_SCALE, latent_hw[1] * SPATIAL_SCALE)
             self.output_size = display_size(self.pixel_size)
+        elif kind == "toy":
+            self.frames_per_latent = 1
+            self.latent_channels = model.latent_channels
+            self.pixel_size = self.output_size = model.pixel_size
         else:
             self.frames_per_latent = 1
             self.latent_channels = model.latent_channels
@@ -206,6 +215,13 @@ def load_autoencoder(folder: str | Path, config=None, device: str | torch.device
     files = find_autoencoder_files(folder, config, extra_dirs)
     if files is None:
         raise WaypointError(_missing_message(folder, config))
+    if files.kind == "toy":
+        model = load_toy_ae(files.path, device, dtype)
+        shape = getattr(config, "latent_shape", None)
+        if shape is not None and tuple(shape) != (model.latent_channels, *model.latent_hw):
+            raise WaypointError(f"{files.path}: toy AE latents {[model.latent_channels, *model.latent_hw]} "
+                                f"do not match the config's latent_shape {list(shape)}")
+        return WorldAutoencoder("toy", model, model.latent_hw, files.path)
     if files.kind == "taehv":
         model = load_taehv(files.path, device, dtype)
         return WorldAutoencoder("taehv", model, _taehv_latent_hw(config, latent_hw), files.path)
