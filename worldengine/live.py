@@ -96,7 +96,7 @@ class LiveSession:
         self._control_lock = threading.Lock()    # pending control (touched at input rate)
         self._pending = _PendingControl()
         self._n_buttons = engine.config.n_buttons
-        self.session = engine.new_session()
+        self.session = engine.new_session(decode=False)   # previews render latents themselves
         self.playing = False
         self.closed = False
         self.recording = record
