@@ -13,9 +13,9 @@ ORACLES_DIR = REPO_ROOT.parent / "shared" / "oracles"
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-# Small Waypoint-1.5 geometry: 4x8 tokens (latent 32x8x16, frames 128x256) keeps the real-size
+# Small Waypoint-1.5 geometry: 2x4 tokens (latent 32x4x8, frames 64x128) keeps the real-size
 # TAEHV fast on a 2-core CPU while exercising every code path of the 360P model.
-SMALL_WP15 = {"channels": 32, "height": 4, "width": 8, "tokens_per_frame": 32}
+SMALL_WP15 = {"channels": 32, "height": 2, "width": 4, "tokens_per_frame": 8}
 
 
 @pytest.fixture(scope="session")

@@ -18,10 +18,10 @@ from comfy_host import ComfyHost, find_comfyui, ui_to_api
 REPO_ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = sorted((REPO_ROOT / "workflows").glob("*.json"))
 # The shipped workflows name the 360P repo id; a tiny random model sits in its download folder,
-# so they run exactly as shipped, offline. Small geometry: frames of 128x256.
+# so they run exactly as shipped, offline. Small geometry: frames of 64x128.
 SHIPPED_MODEL_FOLDER = "Overworld--Waypoint-1.5-1B-360P"
-TINY_GEOMETRY = {"height": 4, "width": 8, "tokens_per_frame": 32}
-FRAME_SIZE = (128, 256)
+TINY_GEOMETRY = {"height": 2, "width": 4, "tokens_per_frame": 8}
+FRAME_SIZE = (64, 128)
 PACK_NODES = {"WaypointLoad", "WaypointSeedFrame", "WaypointControllerInput", "WaypointStepWorld",
               "WaypointDecodeLatent", "WaypointSaveWorldSnapshot", "WaypointLoadWorldSnapshot",
               "WaypointSetWorldPrompt", "WaypointSanitizePrompt"}
