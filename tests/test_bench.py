@@ -14,7 +14,7 @@ RUN_FIELDS = {
     "ms_per_frame_p50", "ms_per_frame_p99", "ms_per_frame_min", "ms_per_frame_mean", "passes_per_frame",
     "tokens_per_frame", "token_passes_per_s", "gflop_per_frame", "achieved_gflops", "roofline_kind",
     "roofline_fraction", "int8_roofline_fraction", "build_s", "first_pass_s", "memory_kind",
-    "peak_memory_mb", "memory_delta_mb",
+    "peak_memory_mb", "memory_delta_mb", "cpu_ms_per_frame_p50", "roofline_fraction_cpu_time",
 }
 
 

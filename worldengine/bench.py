@@ -40,7 +40,8 @@ def build_engine(config, state: dict, device: str, dtype: str, quant: str | None
     """A WorldEngine from an inference-layout state dict, with the load-time speed options applied."""
     from .engine import WorldEngine, apply_speed_options, build_model, parse_dtype
 
-    model = build_model(config, state, torch.device(device), parse_dtype(dtype))
+    # build_model consumes the dict it is given; the caller's state serves every configuration.
+    model = build_model(config, dict(state), torch.device(device), parse_dtype(dtype))
     engine = WorldEngine(config, model)
     apply_speed_options(engine, quant=quant, compile=compile)
     return engine
@@ -123,18 +124,29 @@ def run_config(config, state: dict, device: str, dtype: str, quant: str | None, 
     session.append_latent(torch.randn(config.latent_shape, generator=generator))
     _sync(device)
     first_frame_s = time.perf_counter() - start
-    times = []
+    times, cpu_times = [], []
     for i in range(warmup + frames):
-        begin = time.perf_counter()
+        begin, cpu_begin = time.perf_counter(), time.process_time()
         latent = session.step(controls[i % len(controls)], generator=generator)
         _sync(device)
         if i >= warmup:
             times.append(time.perf_counter() - begin)
+            cpu_times.append(time.process_time() - cpu_begin)
     if not torch.isfinite(latent).all():
         raise WaypointError(f"benchmark rollout produced non-finite latents ({dtype}, quant={quant})")
     memory = probe.stop()
+    # CPU time of the process per frame: on a shared machine it shows the work done, where wall
+    # time also shows waiting for other processes (it counts every thread, so it exceeds wall time
+    # when several threads are busy).
+    cpu_p50 = sorted(cpu_times)[len(cpu_times) // 2]
+    kind = "int8" if quant == "int8" else dtype
+    cpu_peak = roofline.get("per_cpu_second", {}).get(ROOFLINE_KEY[kind])
+    cpu_fraction = frame_flops(config) / cpu_p50 / 1e9 / cpu_peak if cpu_peak and cpu_p50 > 0 else None
     return summarize(config, times, dtype, quant, compile, device, roofline,
-                     {"build_s": round(build_s, 3), "first_pass_s": round(first_frame_s, 3), **memory})
+                     {"cpu_ms_per_frame_p50": round(cpu_p50 * 1e3, 2),
+                      "roofline_fraction_cpu_time": round(cpu_fraction, 4) if cpu_fraction else None,
+                      "build_s": round(build_s, 3),
+                      "first_pass_s": round(first_frame_s, 3), **memory})
 
 
 def summarize(config, times: list[float], dtype, quant, compile, device, roofline: dict, extra: dict) -> dict:
@@ -200,6 +212,7 @@ def parse_args(argv):
                              "flags the optimized run is bfloat16 + int8 + compile")
     parser.add_argument("--json", default=None, help="write all figures to this JSON file")
     parser.add_argument("--seed", type=int, default=0, help="random weight seed")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads for this run (default: torch's)")
     args = parser.parse_args(argv)
     if args.frames < 1 or args.warmup < 0:
         parser.error("--frames must be >= 1 and --warmup >= 0")
@@ -216,7 +229,7 @@ def parse_args(argv):
 def describe(label: str, r: dict) -> str:
     frac = f"{100 * r['roofline_fraction']:.1f}% of {r['roofline_kind']} roofline" if r["roofline_fraction"] else ""
     return (f"{label:9s} {r['dtype']:8s} quant={r['quant']:4s} compile={str(r['compile']):5s} | "
-            f"p50 {r['ms_per_frame_p50']:.1f} ms  p99 {r['ms_per_frame_p99']:.1f} ms  min {r['ms_per_frame_min']:.1f} ms | "
+            f"p50 {r['ms_per_frame_p50']:.1f} ms  p99 {r['ms_per_frame_p99']:.1f} ms  min {r['ms_per_frame_min']:.1f} ms  (cpu {r['cpu_ms_per_frame_p50']:.0f} ms) | "
             f"{r['latent_fps']:.2f} latent FPS  {r['rendered_fps']:.2f} rendered FPS  "
             f"{r['token_passes_per_s']:.0f} token passes/s | {r['achieved_gflops']:.0f} GFLOP/s {frac} | "
             f"peak mem {r['peak_memory_mb']} MB | first pass after {r['first_pass_s']:.1f} s")
@@ -224,6 +237,16 @@ def describe(label: str, r: dict) -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    threads_before = torch.get_num_threads()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        return _run(args, argv)
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _run(args, argv) -> int:
     config = preset_config(args.preset)
     torch.manual_seed(args.seed)
     state = random_state(config, args.seed)
