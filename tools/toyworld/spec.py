@@ -11,7 +11,7 @@ from tools.toyworld.render import KEY_A, KEY_D, KEY_S, KEY_W
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MODEL_DIR = REPO_ROOT / "models" / "toyworld"
 KEYS = (KEY_W, KEY_A, KEY_S, KEY_D)      # column order of the stored key arrays
-AE_PATCH, AE_CHANNELS = 8, 16            # 64x128 frames -> latents [16, 8, 16]
+AE_PATCH, AE_CHANNELS = 8, 8             # 64x128 frames -> latents [8, 8, 16]
 
 TOY_CONFIG = {
     "model_type": "waypoint-1.5", "d_model": 64, "n_layers": 4, "n_heads": 2, "n_kv_heads": 1,
