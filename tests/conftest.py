@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-ORACLES_DIR = REPO_ROOT.parent / "shared" / "oracles"
 
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
@@ -25,9 +24,9 @@ def repo_root() -> Path:
 
 @pytest.fixture(scope="session")
 def oracles_dir() -> Path:
-    if not ORACLES_DIR.is_dir():
-        pytest.skip(f"oracles not found at {ORACLES_DIR} (the shared/ folder beside the repository)")
-    return ORACLES_DIR
+    from oracles import oracle_path
+
+    return oracle_path("")
 
 
 @pytest.fixture(scope="session")

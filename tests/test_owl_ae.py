@@ -11,9 +11,10 @@ from worldengine.autoencoder import load_autoencoder
 from worldengine.errors import WaypointError
 from worldengine.images import to_frames, to_uint8
 from worldengine.owl_ae import fold_weight_norm, load_owl_ae, read_config
+from oracles import ORACLES
 from worldengine.testing_ae import write_random_owl_ae
 
-ORACLE = Path(__file__).resolve().parents[1].parent / "shared" / "oracles" / "owlae_tiny"
+ORACLE = ORACLES / "owlae_tiny"
 TOL = 1e-4
 
 

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+from oracles import ORACLES
 import torch
 
 transformers = pytest.importorskip("transformers")
@@ -128,7 +129,7 @@ def test_models_dir_lookup(tiny_folder):
 @pytest.fixture(scope="module")
 def wp1_engine(request):
     engine_mod = pytest.importorskip("worldengine.engine")
-    folder = Path(__file__).resolve().parents[1].parent / "shared" / "oracles" / "wp1_tiny"
+    folder = ORACLES / "wp1_tiny"
     if not folder.is_dir():
         pytest.skip(f"wp1_tiny oracle checkpoint not found at {folder}")
     return engine_mod.load_engine(folder)

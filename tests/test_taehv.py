@@ -10,9 +10,10 @@ from worldengine.autoencoder import find_autoencoder_files, load_autoencoder, me
 from worldengine.errors import WaypointError
 from worldengine.taehv import load_taehv, read_state_dict
 from worldengine.taehv_stream import TAEHVDecoderStream, TAEHVEncoderStream
+from oracles import ORACLES
 from worldengine.testing_ae import random_taehv_state, write_random_taehv
 
-ORACLE = Path(__file__).resolve().parents[1].parent / "shared" / "oracles" / "taehv_tiny"
+ORACLE = ORACLES / "taehv_tiny"
 TOL = 1e-4
 
 

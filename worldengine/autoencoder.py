@@ -86,16 +86,32 @@ def _taehv_latent_hw(config, latent_hw) -> tuple[int, int]:
     return (shape[1], shape[2])
 
 
-class EncoderStream:
+class _Stream:
+    """Lifecycle shared by both directions: only TAEHV streams carry state (the owl AE is per frame)."""
+
+    _taehv = None
+
+    def reset(self) -> None:
+        if self._taehv is not None:
+            self._taehv.reset()
+
+    def flush(self) -> torch.Tensor:
+        return self._taehv.flush() if self._taehv is not None else torch.zeros(0)
+
+    def get_state(self) -> StreamState:
+        return self._taehv.get_state() if self._taehv is not None else {}
+
+    def load_state(self, state: StreamState) -> None:
+        if self._taehv is not None:
+            self._taehv.load_state(state)
+
+
+class EncoderStream(_Stream):
     """frames [T, 3, H, W] in [0, 1] -> latents [T / frames_per_latent, C, h, w]; fitted to pixel_size first."""
 
     def __init__(self, ae: "WorldAutoencoder"):
         self.ae = ae
         self._taehv = TAEHVEncoderStream(ae.model) if ae.kind == "taehv" else None
-
-    def reset(self) -> None:
-        if self._taehv is not None:
-            self._taehv.reset()
 
     def encode(self, frames: torch.Tensor, fit: FitMode | str = FitMode.ERROR) -> torch.Tensor:
         if self._taehv is not None:
@@ -106,28 +122,14 @@ class EncoderStream:
             frames = fit_frames(frames, self.ae.pixel_size, fit)
         return self.ae.model.encode(frames).float()
 
-    def flush(self) -> torch.Tensor:
-        return self._taehv.flush() if self._taehv is not None else torch.zeros(0)
 
-    def get_state(self) -> StreamState:
-        return self._taehv.get_state() if self._taehv is not None else {}
-
-    def load_state(self, state: StreamState) -> None:
-        if self._taehv is not None:
-            self._taehv.load_state(state)
-
-
-class DecoderStream:
+class DecoderStream(_Stream):
     """latent [C, h, w] (or [N, C, h, w]) -> frames [k, 3, H, W] in [0, 1] at output_size (k = 4N or N)."""
 
     def __init__(self, ae: "WorldAutoencoder", display: bool = True):
         self.ae = ae
         self.display = display
         self._taehv = TAEHVDecoderStream(ae.model) if ae.kind == "taehv" else None
-
-    def reset(self) -> None:
-        if self._taehv is not None:
-            self._taehv.reset()
 
     def decode(self, latent: torch.Tensor) -> torch.Tensor:
         if self._taehv is None:
@@ -136,16 +138,6 @@ class DecoderStream:
         if self.display:  # bilinear to 360x640 / 720x1280, then clamp, as the reference engine
             frames = resize_frames(frames, self.ae.output_size).clamp(0, 1)
         return frames
-
-    def flush(self) -> torch.Tensor:
-        return self._taehv.flush() if self._taehv is not None else torch.zeros(0)
-
-    def get_state(self) -> StreamState:
-        return self._taehv.get_state() if self._taehv is not None else {}
-
-    def load_state(self, state: StreamState) -> None:
-        if self._taehv is not None:
-            self._taehv.load_state(state)
 
 
 class AEStream:
