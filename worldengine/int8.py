@@ -137,8 +137,8 @@ def quantize_linears(module: nn.Module, skip=DEFAULT_SKIP, min_features: int = 3
     """Replace eligible ``nn.Linear`` submodules of ``module`` in place; return their dotted names.
 
     Eligible: in and out features both divisible by ``min_features`` (and at least that large), and
-    no dotted-name component containing one of ``skip`` (the reference keeps the controller
-    embedding, output norm and unpatchify in float). ``mode``: "int8" (W8A8) or "int8wo"
+    a dotted name that contains none of the ``skip`` strings (the reference keeps the controller
+    embedding, output norm and unpatchify in float; a custom ``skip`` replaces that default). ``mode``: "int8" (W8A8) or "int8wo"
     (weight-only).
     """
     if mode not in QUANT_CLASSES:
