@@ -21,6 +21,7 @@ from .model import WaypointDiT
 from .rope import RopeTables
 from .session import WorldSession
 
+QUANT_MODES = (None, "none", "int8", "int8wo")   # int8: W8A8; int8wo: int8 weights, float activations
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -124,11 +125,12 @@ def load_engine(source: str | Path, models_dir: str | Path | None = None, device
 
 def apply_speed_options(engine: WorldEngine, quant: str | None, compile: bool):
     """Load-time speed options: INT8 linears and/or a compiled forward. Eager is the default."""
-    if quant not in (None, "none", "int8"):
-        raise WaypointError(f"unknown quantization {quant!r}; choose 'none' or 'int8'")
-    if quant == "int8":
-        from .int8 import quantize_linears
-        quantize_linears(engine.model)
+    if quant not in QUANT_MODES:
+        raise WaypointError(f"unknown quantization {quant!r}; choose one of {[q for q in QUANT_MODES if q]}")
+    if quant in ("int8", "int8wo"):
+        from .int8 import DEFAULT_SKIP, quantize_linears
+        # The noise MLP and modulation projections only ran at load (their outputs are cached per sigma).
+        quantize_linears(engine.model, skip=DEFAULT_SKIP + ("denoise_step_emb", "cond_proj"), mode=quant)
     if compile:
         from .compile import compile_forward
         engine.forward = compile_forward(engine)

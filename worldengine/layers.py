@@ -88,8 +88,7 @@ class SelfAttention(nn.Module):
                 v = torch.lerp(v, v_first, self.v_lamb)
         q = apply_rope(rms(q), cos, sin)
         k = apply_rope(rms(k), cos, sin)
-        kv[0, :, -tokens:] = k
-        kv[1, :, -tokens:] = v
+        kv[:, :, -tokens:] = torch.stack([k, v])  # one write: compiles to an in-place update of the tail
         y = F.scaled_dot_product_attention(q[None], kv[0][None], kv[1][None],
                                            attn_mask=key_mask.view(1, 1, 1, -1), enable_gqa=True)[0]
         if self.gate_proj is not None:

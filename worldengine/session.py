@@ -70,7 +70,9 @@ class WorldSession:
             raise WaypointError(f"{name} must have shape {list(shape)} (C, H, W), got {list(latent.shape)}")
         if not torch.isfinite(latent).all():
             raise WaypointError(f"{name} holds NaN or infinite values")
-        return latent.to(self.engine.device, self.engine.dtype)
+        # Always a fresh tensor made here (inside inference mode), like the denoise steps' own x: the
+        # compiled forward then sees one kind of input and never recompiles for seeds.
+        return latent.to(self.engine.device, self.engine.dtype, copy=True)
 
     def _frame_inputs(self, controls: Controls | None):
         controls = controls or Controls()
