@@ -245,3 +245,28 @@ def test_config_variants_load_and_roll_out(tmp_path, overrides):
     assert all(torch.isfinite(f).all() and f.shape == engine.config.latent_shape for f in frames)
     if overrides.get("noise_conditioning", "wan") is None:
         assert engine.model.shared_cond_proj is None and engine.model.blocks[0].bias_in is None
+
+
+def test_corrupt_snapshot_file_is_refused_and_session_kept(engine, tmp_path):
+    session = engine.new_session()
+    rollout(session, 2)
+    session.save_snapshot(tmp_path / "snap.safetensors")
+    tensors = load_file(tmp_path / "snap.safetensors")
+    from safetensors import safe_open
+
+    with safe_open(str(tmp_path / "snap.safetensors"), "pt") as handle:
+        metadata = handle.metadata()
+    del tensors["kv.1"]
+    save_file(tensors, str(tmp_path / "cut.safetensors"), metadata=metadata)
+    rollout(session, 1)
+    before = session.snapshot()
+    with pytest.raises(WaypointError, match="kv.1"):
+        session.load_snapshot(tmp_path / "cut.safetensors")
+    assert session.frame_index == 3
+    after = session.snapshot()
+    assert all(torch.equal(before.tensors[k], after.tensors[k]) for k in before.tensors)
+    save_file({"x": torch.zeros(1)}, str(tmp_path / "other.safetensors"))
+    with pytest.raises(WaypointError, match="not a world snapshot"):
+        session.load_snapshot(tmp_path / "other.safetensors")
+    assert session.frame_index == 3 and torch.isfinite(session.step(seed=11)).all()
+    assert torch.equal(engine.new_session().step(seed=11), engine.new_session().step(seed=11))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 
 from .config import WaypointConfig
+from .errors import WaypointError
 
 
 class RingKVCache:
@@ -72,7 +73,18 @@ class RingKVCache:
         return state
 
     def load_state_tensors(self, state: dict[str, torch.Tensor]):
+        """Restore from `state_tensors()` output; checks everything before changing anything."""
         tokens = self.tokens_per_frame
+        for i, buffer in enumerate(self.buffers):
+            ring_shape = (*buffer.shape[:2], buffer.shape[2] - tokens, buffer.shape[3])
+            got = state.get(f"kv.{i}")
+            if got is None or tuple(got.shape) != ring_shape:
+                found = "missing" if got is None else list(got.shape)
+                raise WaypointError(f"snapshot tensor 'kv.{i}' is {found}, expected {list(ring_shape)}")
+        for dilation, buckets in self.kinds:
+            got = state.get(f"written.{dilation}x{buckets}")
+            if got is None or got.numel() != buckets:
+                raise WaypointError(f"snapshot tensor 'written.{dilation}x{buckets}' is missing or has the wrong size")
         for i, buffer in enumerate(self.buffers):
             buffer[:, :, :-tokens].copy_(state[f"kv.{i}"])
         for dilation, buckets in self.kinds:

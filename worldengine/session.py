@@ -106,12 +106,16 @@ class WorldSession:
 
     @torch.inference_mode()
     def step(self, controls: Controls | None = None, noise: torch.Tensor | None = None,
-             generator: torch.Generator | None = None, trace: list | None = None) -> torch.Tensor:
+             generator: torch.Generator | None = None, trace: list | None = None,
+             seed: int | None = None) -> torch.Tensor:
         """Generate the next latent frame [C, H, W] (float32, CPU) from noise and controls.
 
+        noise: the starting x [C, H, W]; else drawn from `generator` (or a new one seeded with `seed`).
         trace: if a list is given, (x, velocity) of every Euler step is appended to it (float32 CPU).
         """
         engine = self.engine
+        if seed is not None:
+            generator = torch.Generator().manual_seed(seed)
         if noise is None:
             noise = torch.randn(engine.config.latent_shape, generator=generator, dtype=torch.float32)
         x = self._check_latent(noise, "noise")
