@@ -8,14 +8,10 @@ imports fast and also works without ComfyUI (unit tests, scripts).
 from __future__ import annotations
 
 import importlib
-import logging
 
 from . import host
 
-_LOG = logging.getLogger(__name__)
-# Modules defining nodes; the optional ones belong to other parts of the pack and may be absent.
-_REQUIRED = ("core", "world_nodes")
-_OPTIONAL = ("sanitize", "live")
+_NODE_MODULES = ("core", "world_nodes", "sanitize", "live")
 
 NODE_CLASS_MAPPINGS: dict = {}
 NODE_DISPLAY_NAME_MAPPINGS: dict = {}
@@ -29,15 +25,7 @@ def _merge(module) -> None:
     NODE_DISPLAY_NAME_MAPPINGS.update(getattr(module, "NODE_DISPLAY_NAME_MAPPINGS", {}))
 
 
-for _name in _REQUIRED:
+for _name in _NODE_MODULES:
     _merge(importlib.import_module(f".{_name}", __name__))
-for _name in _OPTIONAL:
-    try:
-        _module = importlib.import_module(f".{_name}", __name__)
-    except ModuleNotFoundError as _err:
-        if _err.name != f"{__name__}.{_name}":
-            raise   # the module exists but something it imports is missing: a real error
-        continue
-    _merge(_module)
 
 host.register_model_folder()
