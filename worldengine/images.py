@@ -13,13 +13,13 @@ as in the reference engine.
 
 from __future__ import annotations
 
-from enum import Enum
+
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .errors import WaypointError
+from .errors import Choice, WaypointError
 
 CONTENT_ASPECT = 16 / 9
 _ASPECT_TOLERANCE = 0.01  # relative; 854x480 counts as 16:9
@@ -27,7 +27,7 @@ _ASPECT_TOLERANCE = 0.01  # relative; 854x480 counts as 16:9
 DISPLAY_SIZES = {(256, 512): (360, 640), (512, 1024): (720, 1280)}
 
 
-class FitMode(str, Enum):
+class FitMode(Choice):
     """What to do with input whose aspect ratio is not the model's.
 
     stretch: resize to the target, distorting; crop: centre-crop to the content aspect, then resize;
@@ -40,12 +40,8 @@ class FitMode(str, Enum):
     ERROR = "error"
 
     @classmethod
-    def parse(cls, value: "FitMode | str") -> "FitMode":
-        try:
-            return cls(value)
-        except ValueError:
-            options = ", ".join(mode.value for mode in cls)
-            raise WaypointError(f"unknown fit mode {value!r}; choose one of: {options}") from None
+    def label(cls) -> str:
+        return "fit mode"
 
 
 def _as_tensor(image) -> torch.Tensor:

@@ -15,10 +15,10 @@ Rules, per strictness (``Strictness``):
 
 from __future__ import annotations
 
-import enum
+
 from dataclasses import dataclass, field
 
-from worldengine.errors import WaypointError
+from worldengine.errors import Choice, WaypointError
 from worldengine.sanitize.lexicon import Lexicon, get_lexicon
 from worldengine.sanitize.matching import Hit, find_hits
 from worldengine.sanitize.normalize import Token, clean_text
@@ -29,18 +29,14 @@ _PASSIVE = {"being", "getting", "got", "get", "gets", "was", "were", "is", "are"
 _SIGNALS = ("harm_target", "minor_subject", "harm_verb", "harm_verb_passive", "minor_risk")
 
 
-class Strictness(str, enum.Enum):
+class Strictness(Choice):
     RELAXED = "relaxed"
     STANDARD = "standard"
     STRICT = "strict"
 
     @classmethod
-    def parse(cls, value: "str | Strictness") -> "Strictness":
-        try:
-            return cls(value.lower() if isinstance(value, str) else value)
-        except ValueError:
-            options = ", ".join(s.value for s in cls)
-            raise WaypointError(f"strictness must be one of {options}; got {value!r}") from None
+    def label(cls) -> str:
+        return "strictness"
 
 
 @dataclass
