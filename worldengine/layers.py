@@ -89,8 +89,12 @@ class SelfAttention(nn.Module):
         q = apply_rope(rms(q), cos, sin)
         k = apply_rope(rms(k), cos, sin)
         kv[:, :, -tokens:] = torch.stack([k, v])  # one write: compiles to an in-place update of the tail
-        y = F.scaled_dot_product_attention(q[None], kv[0][None], kv[1][None],
-                                           attn_mask=key_mask.view(1, 1, 1, -1), enable_gqa=True)[0]
+        # GQA with the query heads of each KV head folded into one longer query (query head h reads KV
+        # head h // group): the mask is per key only, so this is the same attention without expanding K/V.
+        group = self.n_heads // self.n_kv_heads
+        folded = q.reshape(self.n_kv_heads, group * tokens, dh)
+        y = F.scaled_dot_product_attention(folded[None], kv[0][None], kv[1][None],
+                                           attn_mask=key_mask.view(1, 1, 1, -1))[0].view(self.n_heads, tokens, dh)
         if self.gate_proj is not None:
             gate = torch.sigmoid(self.gate_proj(h[:, : self.n_heads]))        # [T, H]
             y = y * gate.transpose(0, 1)[..., None]
