@@ -49,7 +49,10 @@ def cmd_rollout(args) -> int:
     else:
         track = default_track(args.frames or 16, seed=args.seed)
     ae = engine.require_autoencoder()
-    seed = seed_frames_from_file(args.seed_image, ae.pixel_size)
+    seed_image = args.seed_image
+    if seed_image is None and (folder / "seed.png").is_file():
+        seed_image = folder / "seed.png"   # a model folder may ship a frame of its own world
+    seed = seed_frames_from_file(seed_image, ae.pixel_size)
     prompt = None
     if engine.config.has_prompt:
         from .prompt_encoder import encode_prompt_for_engine
