@@ -3,6 +3,8 @@ from controls_node). Thin: each converts ComfyUI values to one engine call and b
 node instances: engines live in `registry`, worlds travel as immutable `World` handles."""
 from __future__ import annotations
 
+import logging
+
 from . import host, registry, stream
 from .controls_node import WaypointControllerInput
 from .world import WAYPOINT_CONTROLS, WAYPOINT_ENGINE, WAYPOINT_LATENTS, WAYPOINT_WORLD, DecodeStream, \
@@ -25,7 +27,10 @@ def model_choices() -> list[str]:
     from worldengine.hub import KNOWN_MODELS, local_folder_for
     known = list(KNOWN_MODELS)
     downloaded = {local_folder_for(repo_id, "").name for repo_id in known}
-    return known + [name for name in host.local_model_names() if name not in downloaded]
+    return known + [name for name in host.local_model_names() if name not in downloaded] + [TOY_WORLD]
+
+
+TOY_WORLD = "toyworld (offline demo)"   # the small world this pack ships (models/toyworld)
 
 
 class WaypointLoad:
@@ -59,12 +64,29 @@ class WaypointLoad:
     CATEGORY = CATEGORY
 
     def load(self, model, device="auto", dtype="auto", quant="none", compile=False, repo_id=""):
+        from worldengine.errors import WaypointError
+        from worldengine.rollout import DEFAULT_MODEL, TOY_MODEL_DIR
+
         source = (repo_id or "").strip() or model
-        folder = host.resolve_local_model(source)
+        if source == TOY_WORLD:
+            source = str(TOY_MODEL_DIR)
         device = host.default_device() if device == "auto" else device
-        key = registry.EngineKey(model=folder or source, device=device, dtype=dtype, quant=quant,
-                                 compile=bool(compile))
-        return (registry.get_engine(key, models_dir=host.waypoint_model_dirs()[0]),)
+
+        def engine_for(name):
+            key = registry.EngineKey(model=host.resolve_local_model(name) or name, device=device, dtype=dtype,
+                                     quant=quant, compile=bool(compile))
+            return registry.get_engine(key, models_dir=host.waypoint_model_dirs()[0])
+
+        try:
+            return (engine_for(source),)
+        except WaypointError as err:
+            # The default model is what shipped workflows name: without its weights (offline, not
+            # installed) they run on the shipped toy world instead, and the console says so.
+            if source != DEFAULT_MODEL or not (TOY_MODEL_DIR / "model.safetensors").is_file():
+                raise
+            logging.getLogger("waypoint").warning("%s; running on the offline toy world (%s) instead",
+                                                  err, TOY_MODEL_DIR)
+            return (engine_for(str(TOY_MODEL_DIR)),)
 
 
 def _seed_frames(engine, image):

@@ -376,3 +376,20 @@ def test_pack_loads_like_comfyui_with_optional_modules_missing(repo_root):
     finally:
         for name in [n for n in sys.modules if n.startswith(spec.name)]:
             del sys.modules[name]
+
+
+def test_default_model_falls_back_to_the_toy_world_offline(models, monkeypatch):
+    from worldengine.rollout import TOY_MODEL_DIR
+
+    if not (TOY_MODEL_DIR / "model.safetensors").is_file():
+        pytest.skip(f"the toy world is not shipped at {TOY_MODEL_DIR}")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    try:
+        engine = load("Overworld/Waypoint-1.5-1B-360P")
+        assert engine.folder == TOY_MODEL_DIR
+        assert load("toyworld (offline demo)") is engine        # also listed and loadable by name
+        assert "toyworld (offline demo)" in NODE_CLASS_MAPPINGS["WaypointLoad"].INPUT_TYPES()["required"]["model"][0]
+        with pytest.raises(WaypointError, match="nobody/missing"):   # other repo ids still fail loudly
+            load("nobody/missing")
+    finally:
+        registry.clear()
