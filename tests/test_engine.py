@@ -72,7 +72,8 @@ def test_controls_vector_layout_and_validation():
     assert vector.shape == (259,) and vector[0] == 0.25 and vector[1] == -0.5 and vector[-1] == -1
     assert sorted((vector[2:-1] == 1).nonzero().flatten().tolist()) == [1, 16, 87]
     assert keycode("space") == 32 and keycode("Left") == 37 and keycode("LShift") == 160
-    for bad in (dict(buttons={999}), dict(mouse=(float("nan"), 0)), dict(scroll=2), dict(mouse=(1,))):
+    for bad in (dict(buttons={999}), dict(buttons={True}), dict(buttons={87.5}), dict(buttons="W"),
+                dict(mouse=(float("nan"), 0)), dict(scroll=2), dict(mouse=(1,))):
         with pytest.raises(WaypointError):
             Controls(**bad)
     with pytest.raises(WaypointError, match="key name"):

@@ -68,12 +68,12 @@ class Controls:
 
     def __post_init__(self):
         try:
+            if any(isinstance(b, (bool, float)) for b in self.buttons):
+                raise TypeError
             buttons = frozenset(int(b) for b in self.buttons)
         except (TypeError, ValueError):
             raise WaypointError(f"buttons must be integer key codes, got {self.buttons!r}") from None
         object.__setattr__(self, "buttons", buttons)
-        if any(isinstance(b, bool) for b in self.buttons):
-            raise WaypointError("buttons must be integer key codes, not booleans")
         try:
             mouse = tuple(float(m) for m in self.mouse)
         except (TypeError, ValueError):
