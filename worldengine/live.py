@@ -228,7 +228,6 @@ class LiveSession:
                 self.renderer = self._renderer_factory(self.settings.preview)
             start = self._last_step_start = time.perf_counter()
             latent = self.session.step(controls, generator=self.generator)
-            self.session.undecoded = []          # rendering is ours; keep the session from hoarding latents
             stepped = time.perf_counter()
             recorded = self.recording and len(self.track_frames) < MAX_TRACK_FRAMES
             if recorded:
