@@ -13,6 +13,7 @@ from .world import WAYPOINT_CONTROLS, WAYPOINT_ENGINE, WAYPOINT_LATENTS, WAYPOIN
 CATEGORY = "Waypoint"
 DEVICES = ("auto", "cpu", "cuda")
 FIT_MODES = ("crop", "stretch", "pad", "error")
+TOY_WORLD = "toyworld (offline demo)"   # the small world this pack ships (models/toyworld)
 
 
 def _error(message: str):
@@ -28,9 +29,6 @@ def model_choices() -> list[str]:
     known = list(KNOWN_MODELS)
     downloaded = {local_folder_for(repo_id, "").name for repo_id in known}
     return known + [name for name in host.local_model_names() if name not in downloaded] + [TOY_WORLD]
-
-
-TOY_WORLD = "toyworld (offline demo)"   # the small world this pack ships (models/toyworld)
 
 
 class WaypointLoad:

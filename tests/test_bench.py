@@ -67,9 +67,9 @@ def test_compare_without_flags_picks_optimized_defaults():
 
 def test_presets_are_valid_configs():
     import yaml
-    from pathlib import Path
+    from oracles import ORACLES
 
-    oracle = Path(__file__).resolve().parents[1].parent / "shared" / "oracles" / "wp15_tiny" / "config.yaml"
+    oracle = ORACLES / "wp15_tiny" / "config.yaml"
     if oracle.is_file():
         assert preset_dict("tiny") == yaml.safe_load(oracle.read_text())
     sizes = {name: preset_config(name) for name in PRESETS}

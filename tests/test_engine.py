@@ -7,6 +7,7 @@ import torch
 import yaml
 from safetensors.torch import load_file, save_file
 
+from threads import one_thread
 from worldengine import Controls, ControlTrack, WaypointError, keycode, load_config, load_engine
 from worldengine.config import config_from_dict
 from worldengine.testing import tiny_config_dict, write_checkpoint, write_tiny_checkpoint
@@ -223,15 +224,11 @@ def test_long_rollout_keeps_memory_flat(tmp_path):
     generator = torch.Generator().manual_seed(0)
     controls = Controls.from_keys(["W"])
     rss = []
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)   # tiny ops: a second OpenMP thread only adds barrier waits (10x on a busy box)
-    try:
+    with one_thread():
         for frame in range(10_000):
             latent = session.step(controls, generator=generator)
             if frame % 2_000 == 1_999:
                 rss.append(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
-    finally:
-        torch.set_num_threads(threads)
     assert torch.isfinite(latent).all() and session.frame_index == 10_000 and not session.undecoded
     assert sum(b.numel() * b.element_size() for b in session.cache.buffers) == cache_bytes
     assert rss[-1] - rss[0] < 20_000, f"peak RSS grew by {rss[-1] - rss[0]} KiB: {rss}"

@@ -1,8 +1,8 @@
 """INT8 linears: accuracy vs float, replacement rules, compile without graph breaks or recompiles."""
-from pathlib import Path
-
 import pytest
 import torch
+from oracles import ORACLES
+from threads import one_thread
 from torch import nn
 
 from worldengine.errors import WaypointError
@@ -138,7 +138,6 @@ def test_compile_fullgraph_no_recompiles(dtype):
     torch._dynamo.reset()
 
 
-ORACLES = Path(__file__).resolve().parents[1].parent / "shared" / "oracles"
 # Per-frame relative RMS error of a 100-frame int8 (float32 activations) rollout of wp15_tiny vs the
 # float32 engine, measured at most 0.49 % per frame, mean 0.40 %, with no growth (last 10 frames mean
 # 0.40 %); bf16 vs float32 on the same rollout is up to 5.7 %. Bound: 2x the worst frame.
@@ -161,12 +160,8 @@ def test_int8_rollout_tracks_fp32_for_100_frames():
         controls = metadata["controls"]
         return torch.stack([session.step(controls[i % len(controls)], generator=generator) for i in range(100)])
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny matmuls: one thread is as fast and immune to a busy machine
-    try:
+    with one_thread():
         reference, quantized = rollout(None), rollout("int8")
-    finally:
-        torch.set_num_threads(threads)
     per_frame = (quantized - reference).flatten(1).norm(dim=1) / reference.flatten(1).norm(dim=1)
     assert per_frame.max() < ROLLOUT_FRAME_BOUND, per_frame
     assert per_frame.min() > 0  # the int8 path really ran

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from threads import one_thread
 
 from tools.toyworld.metrics import horizontal_shift, turn_response
 from tools.toyworld.render import KEY_W, World
@@ -78,8 +79,8 @@ def shipped():
         pytest.skip(f"no trained toy model at {MODEL_DIR}")
     from tools.toyworld.metrics import load_toy
 
-    torch.set_num_threads(1)  # the runner is shared; one thread keeps this test predictable
-    return load_toy(MODEL_DIR)
+    with one_thread():  # the runner is shared; one thread keeps this test predictable
+        yield load_toy(MODEL_DIR)
 
 
 def test_shipped_model_turns_the_right_way(shipped):

@@ -13,8 +13,6 @@ as in the reference engine.
 
 from __future__ import annotations
 
-
-
 import numpy as np
 import torch
 import torch.nn.functional as F
