@@ -2,7 +2,7 @@
 import torch
 
 from worldengine.bench import build_engine, control_cycle, random_state
-from worldengine.compile import compile_engine_steps
+from worldengine.compile import compile_engine_steps, compile_forward
 from worldengine.config import config_from_dict
 from worldengine.presets import preset_dict
 
@@ -36,4 +36,29 @@ def test_compiled_rollout_matches_eager_without_recompiles():
     # so the int8 rollouts agree closely but not bit for bit.
     diff = (got - expected).abs()
     assert diff.mean() < 2e-3 and diff.max() < 5e-2, (diff.mean(), diff.max())
+    torch._dynamo.reset()
+
+
+def test_cuda_graph_wrapper_marks_session_buffers_static_and_never_recompiles():
+    # On CPU inductor skips graph capture, but everything around it runs: reduce-overhead mode, the
+    # output copy, and unguarded static marks on every session's KV and mask buffers (a guarded mark
+    # would recompile for each new session and trip error_on_recompile below).
+    config = config_from_dict({**preset_dict("tiny"), "n_layers": 2})
+    state = random_state(config, seed=4)
+    controls = control_cycle(config.n_buttons)
+    eager = build_engine(config, state, "cpu", "float32", None, compile=False)
+    expected = _rollout(eager, 3, controls)
+
+    torch._dynamo.reset()
+    engine = build_engine(config, state, "cpu", "float32", None, compile=False)
+    engine.forward = compile_forward(engine, cuda_graphs=True)
+    first = engine.new_session()
+    assert engine.forward.cuda_graphs
+    assert all(getattr(t, "_dynamo_static_input_type", None) == "unguarded"
+               for t in [*first.cache.buffers, *first.cache.mask_buffers.values()])
+    assert not hasattr(eager.new_session().cache.buffers[0], "_dynamo_static_input_type")
+    _rollout(engine, 1, controls, first)
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        got = _rollout(engine, 3, controls)
+    assert (got - expected).abs().max() < 1e-4
     torch._dynamo.reset()

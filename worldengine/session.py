@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from .compile import mark_static_buffers
 from .controls import Controls
 from .errors import WaypointError
 from .kv_cache import RingKVCache
@@ -34,6 +35,7 @@ class WorldSession:
         self.engine = engine
         self.decode = decode                             # whether latents are queued for decoding
         self.cache = RingKVCache(engine.config, engine.dtype, engine.device)
+        mark_static_buffers(engine, [*self.cache.buffers, *self.cache.mask_buffers.values()])
         self.frame_index = 0
         self.prompt_emb: torch.Tensor | None = None     # [P_len, P] as given
         self._prompt_normed: torch.Tensor | None = None
