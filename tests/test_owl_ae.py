@@ -11,7 +11,7 @@ from worldengine.autoencoder import load_autoencoder
 from worldengine.errors import WaypointError
 from worldengine.images import to_frames, to_uint8
 from worldengine.owl_ae import fold_weight_norm, load_owl_ae, read_config
-from oracles import ORACLES
+from oracles import ORACLES, oracle_reference
 from worldengine.testing_ae import write_random_owl_ae
 
 ORACLE = ORACLES / "owlae_tiny"
@@ -20,10 +20,8 @@ TOL = 1e-4
 
 @pytest.fixture(scope="module")
 def oracle():
-    if not (ORACLE / "reference.safetensors").is_file():
-        pytest.skip(f"Waypoint-1 AE oracle not found at {ORACLE}")
-    from safetensors.torch import load_file
-    return load_owl_ae(ORACLE), load_file(str(ORACLE / "reference.safetensors"))
+    reference = oracle_reference("owlae_tiny")
+    return load_owl_ae(ORACLE), reference
 
 
 def test_encode_matches_oracle(oracle):

@@ -10,7 +10,7 @@ from worldengine.autoencoder import find_autoencoder_files, load_autoencoder, me
 from worldengine.errors import WaypointError
 from worldengine.taehv import load_taehv, read_state_dict
 from worldengine.taehv_stream import TAEHVDecoderStream, TAEHVEncoderStream
-from oracles import ORACLES
+from oracles import ORACLES, oracle_reference
 from worldengine.testing_ae import random_taehv_state, write_random_taehv
 
 ORACLE = ORACLES / "taehv_tiny"
@@ -19,10 +19,8 @@ TOL = 1e-4
 
 @pytest.fixture(scope="module")
 def oracle():
-    if not (ORACLE / "reference.safetensors").is_file():
-        pytest.skip(f"TAEHV oracle not found at {ORACLE}")
-    from safetensors.torch import load_file
-    return load_taehv(ORACLE / "taehv1_5.safetensors"), load_file(str(ORACLE / "reference.safetensors"))
+    reference = oracle_reference("taehv_tiny")
+    return load_taehv(ORACLE / "taehv1_5.safetensors"), reference
 
 
 @pytest.fixture(scope="module")
