@@ -46,7 +46,8 @@ class WaypointLoad:
                 "dtype": (list(registry.DTYPES), {"default": "auto",
                                                  "tooltip": "auto = bfloat16 on GPU, float32 on CPU."}),
                 "quant": (list(registry.QUANTS), {"default": "none",
-                                                 "tooltip": "int8 = W8A8 linears: faster, less memory, small drift."}),
+                                                 "tooltip": "int8 = W8A8 linears: faster, less memory, small drift. "
+                                                            "fp8 = e4m3 W8A8, on GPUs with fp8 (Ada, Hopper)."}),
                 "compile": ("BOOLEAN", {"default": False,
                                         "tooltip": "torch.compile the model: slow first frame, faster after."}),
             },

@@ -18,7 +18,7 @@ import weakref
 from dataclasses import dataclass
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
-QUANTS = ("none", "int8")
+QUANTS = ("none", "int8", "fp8")
 
 
 @dataclass(frozen=True)

@@ -175,6 +175,9 @@ def test_registry_reuses_engines_and_releases_unreferenced_ones(models):
 def test_load_errors_name_the_problem(models):
     with pytest.raises(WaypointError, match="neither a folder nor a Hugging Face repo id"):
         node("WaypointLoad").load("tiny-wp15", "cpu", "float32", "none", False, repo_id="not a model")
+    with pytest.raises(WaypointError, match="fp8.*compute capability"):
+        node("WaypointLoad").load("tiny-wp15", "cpu", "float32", "fp8", False)
+    assert load() is not None                     # the refused option left the registry usable
     engine = load("no-ae-wp15")
     with pytest.raises(WaypointError, match="taehv1_5.safetensors"):
         node("WaypointSeedFrame").seed(engine, seed_image(), "crop")

@@ -23,7 +23,7 @@ from .presets import PRESETS, preset_config
 from .roofline import frame_flops, gemm_sizes_for, measure_roofline
 
 OPTIMIZED_DEFAULT = {"dtype": "bfloat16", "quant": "int8", "compile": True}
-ROOFLINE_KEY = {"int8": "int8_gops", "bfloat16": "bf16_gflops", "float32": "fp32_gflops"}
+ROOFLINE_KEY = {"int8": "int8_gops", "fp8": "fp8_gflops", "bfloat16": "bf16_gflops", "float32": "fp32_gflops"}
 
 
 def control_cycle(n_buttons: int):
@@ -52,6 +52,12 @@ def random_state(config, seed: int = 0) -> dict:
     from .testing import random_canonical_state
 
     return to_inference_layout(random_canonical_state(config, seed), config)
+
+
+def roofline_kind(dtype: str, quant: str | None) -> str:
+    """Which GEMM roofline a configuration is held against: its matmul operand type. Weight-only int8
+    multiplies in the activation dtype."""
+    return quant if quant in ("int8", "fp8") else dtype
 
 
 def _sync(device: str):
@@ -139,7 +145,7 @@ def run_config(config, state: dict, device: str, dtype: str, quant: str | None, 
     # time also shows waiting for other processes (it counts every thread, so it exceeds wall time
     # when several threads are busy).
     cpu_p50 = sorted(cpu_times)[len(cpu_times) // 2]
-    kind = "int8" if quant == "int8" else dtype
+    kind = roofline_kind(dtype, quant)
     cpu_peak = roofline.get("per_cpu_second", {}).get(ROOFLINE_KEY[kind])
     cpu_fraction = frame_flops(config) / cpu_p50 / 1e9 / cpu_peak if cpu_peak and cpu_p50 > 0 else None
     return summarize(config, times, dtype, quant, compile, device, roofline,
@@ -155,7 +161,7 @@ def summarize(config, times: list[float], dtype, quant, compile, device, rooflin
     passes = len(config.scheduler_sigmas)
     flops = frame_flops(config)
     achieved = flops / p50 / 1e9
-    kind = "int8" if quant == "int8" else dtype
+    kind = roofline_kind(dtype, quant)
     peak = roofline.get(ROOFLINE_KEY[kind])
     return {
         "dtype": dtype, "quant": quant or "none", "compile": bool(compile), "device": device,
@@ -203,7 +209,8 @@ def parse_args(argv):
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--dtype", default=None, choices=["float32", "bfloat16"],
                         help="compute dtype (default float32; with --compare and no speed flags: bfloat16)")
-    parser.add_argument("--quant", default=None, choices=["none", "int8"])
+    parser.add_argument("--quant", default=None, choices=["none", "int8", "int8wo", "fp8"],
+                        help="int8: W8A8; int8wo: int8 weights only; fp8: e4m3 W8A8 (CUDA, compute capability 8.9+)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model forward")
     parser.add_argument("--frames", type=int, default=20, help="timed latent frames")
     parser.add_argument("--warmup", type=int, default=3, help="untimed latent frames first (compile happens here)")
@@ -218,6 +225,10 @@ def parse_args(argv):
         parser.error("--frames must be >= 1 and --warmup >= 0")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         parser.error("--device cuda asked for but CUDA is not available")
+    if args.quant == "fp8":
+        from .fp8 import fp8_supported
+        if not fp8_supported(args.device):
+            parser.error(f"--quant fp8 needs a CUDA GPU of compute capability 8.9 or newer, not {args.device}")
     if args.quant == "none":
         args.quant = None
     if args.compare and args.dtype is None and args.quant is None and not args.compile:
@@ -252,7 +263,8 @@ def _run(args, argv) -> int:
     state = random_state(config, args.seed)
     d, t = config.d_model, config.tokens_per_frame
     qkv_out = (config.n_heads + 2 * config.n_kv_heads) * config.d_head
-    roofline = measure_roofline(gemm_sizes_for(t, d, config.mlp_hidden, qkv_out), device=args.device)
+    kinds = ("fp32", "bf16", "int8") + (("fp8",) if args.quant == "fp8" else ())
+    roofline = measure_roofline(gemm_sizes_for(t, d, config.mlp_hidden, qkv_out), device=args.device, kinds=kinds)
     report = {"format": "waypoint-bench/1", "preset": args.preset, "config": config.to_dict(),
               "machine": machine_info(args.device), "roofline": roofline, "warmup": args.warmup,
               "command": "python -m worldengine bench " + " ".join(argv if argv is not None else [])}

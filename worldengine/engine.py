@@ -21,7 +21,7 @@ from .model import WaypointDiT
 from .rope import RopeTables
 from .session import WorldSession
 
-QUANT_MODES = (None, "none", "int8", "int8wo")   # int8: W8A8; int8wo: int8 weights, float activations
+QUANT_MODES = (None, "none", "int8", "int8wo", "fp8")   # int8: W8A8; int8wo: int8 weights only; fp8: e4m3 W8A8
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -127,7 +127,13 @@ def apply_speed_options(engine: WorldEngine, quant: str | None, compile: bool):
     """Load-time speed options: INT8 linears and/or a compiled forward. Eager is the default."""
     if quant not in QUANT_MODES:
         raise WaypointError(f"unknown quantization {quant!r}; choose one of {[q for q in QUANT_MODES if q]}")
-    if quant in ("int8", "int8wo"):
+    if quant == "fp8":
+        from .fp8 import MIN_CAPABILITY, fp8_supported
+        if not fp8_supported(engine.device):
+            raise WaypointError(f"quant 'fp8' needs a CUDA GPU of compute capability {MIN_CAPABILITY[0]}."
+                                f"{MIN_CAPABILITY[1]} or newer (Ada, Hopper); this engine is on {engine.device}. "
+                                "Use 'int8' instead.")
+    if quant in ("int8", "int8wo", "fp8"):
         from .int8 import DEFAULT_SKIP, quantize_linears
         # The noise MLP and modulation projections only ran at load (their outputs are cached per sigma).
         quantize_linears(engine.model, skip=DEFAULT_SKIP + ("denoise_step_emb", "cond_proj"), mode=quant)

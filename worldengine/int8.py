@@ -1,7 +1,7 @@
 """INT8 linear layers: W8A8 (int8 x int8 -> int32 via ``torch._int_mm``) and weight-only int8.
 
-Both keep their weights as int8 buffers ``[out_features, in_features]`` with one float32 scale per
-output channel (symmetric, zero point 0, values in [-127, 127]), so they hold a quarter of the fp32
+Both keep their weights as int8 ``weight_q`` [out_features, in_features] with one float32 scale per
+output channel (`worldengine.qlinear`; values in [-127, 127]), so they hold a quarter of the fp32
 bytes and half of bf16. They run on CPU and CUDA, accept float32 or bfloat16 activations and return
 the activation dtype. Every shape decision is made from static tensor sizes, so the layers trace
 under ``torch.compile(fullgraph=True, dynamic=False)`` without graph breaks.
@@ -13,6 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from worldengine.errors import WaypointError
+from worldengine.fp8 import Fp8Linear
+from worldengine.qlinear import QuantLinearBase
 
 QMAX = 127.0
 # Smallest scale we allow: an all-zero row (weight or token) quantizes to zeros instead of NaN.
@@ -46,52 +48,7 @@ def quantize_per_token(x2d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return q, scale
 
 
-def _check_features(linear: nn.Linear) -> None:
-    if linear.in_features % 8 or linear.out_features % 8:
-        raise WaypointError(
-            f"int8 linear needs in/out features divisible by 8, got "
-            f"in_features={linear.in_features}, out_features={linear.out_features}")
-
-
-class _QuantLinearBase(nn.Module):
-    """Shared storage: int8 weight [N, K], float32 scale [N], optional bias [N] (float32)."""
-
-    def __init__(self, in_features: int, out_features: int, has_bias: bool,
-                 device: torch.device | str | None = None):
-        super().__init__()
-        self.in_features = in_features
-        self.out_features = out_features
-        self.register_buffer(
-            "weight_int8", torch.zeros(out_features, in_features, dtype=torch.int8, device=device))
-        self.register_buffer(
-            "weight_scale", torch.ones(out_features, dtype=torch.float32, device=device))
-        if has_bias:
-            self.register_buffer("bias", torch.zeros(out_features, dtype=torch.float32, device=device))
-        else:
-            self.bias = None
-
-    @classmethod
-    def from_linear(cls, linear: nn.Linear):
-        """Quantize a float ``nn.Linear`` (any float dtype, any device); the original is untouched."""
-        _check_features(linear)
-        layer = cls(linear.in_features, linear.out_features, linear.bias is not None,
-                    device=linear.weight.device)
-        q, scale = quantize_weight(linear.weight)
-        layer.weight_int8.copy_(q)
-        layer.weight_scale.copy_(scale)
-        if linear.bias is not None:
-            layer.bias.copy_(linear.bias.detach().float())
-        return layer
-
-    def dequantized_weight(self) -> torch.Tensor:
-        """float32 [N, K] weight the int8 storage stands for (for error checks)."""
-        return self.weight_int8.float() * self.weight_scale[:, None]
-
-    def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
-
-
-class Int8Linear(_QuantLinearBase):
+class Int8Linear(QuantLinearBase):
     """W8A8 linear: y = (q(x) @ Wq^T) * sx[:, None] * sw[None, :] + b.
 
     x: [..., K] float32 or bfloat16 -> y: [..., N] in x's dtype. The int32 accumulator is scaled in
@@ -99,37 +56,36 @@ class Int8Linear(_QuantLinearBase):
     work around the ``_int_mm`` call.
     """
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        lead = x.shape[:-1]
-        x2d = x.reshape(-1, self.in_features)
+    quantize_weight = staticmethod(quantize_weight)
+
+    def matmul_2d(self, x2d: torch.Tensor) -> torch.Tensor:
         rows = x2d.shape[0]
         q, act_scale = quantize_per_token(x2d)
         if q.is_cuda and rows < CUDA_MIN_ROWS:
             # Padding rows are zeros: they cost a few wasted rows and are sliced off below.
             q = F.pad(q, (0, 0, 0, CUDA_MIN_ROWS - rows))
-        acc = torch._int_mm(q, self.weight_int8.t())[:rows]
-        out = acc.float() * act_scale * self.weight_scale
-        if self.bias is not None:
-            out = out + self.bias
-        return out.to(x.dtype).reshape(*lead, self.out_features)
+        acc = torch._int_mm(q, self.weight_q.t())[:rows]
+        return acc.float() * act_scale * self.weight_scale
 
 
-class Int8WeightOnlyLinear(_QuantLinearBase):
+class Int8WeightOnlyLinear(QuantLinearBase):
     """Weight-only int8 linear: activations stay float; y = (x @ Wq^T) * sw + b in x's dtype.
 
     x: [..., K] float32 or bfloat16 -> [..., N] same dtype. Saves weight memory without the
     activation rounding of W8A8 (smaller error, less speed on int8-capable hardware).
     """
 
+    quantize_weight = staticmethod(quantize_weight)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = self.weight_int8.to(x.dtype)
+        w = self.weight_q.to(x.dtype)
         out = F.linear(x, w) * self.weight_scale.to(x.dtype)
         if self.bias is not None:
             out = out + self.bias.to(x.dtype)
         return out
 
 
-QUANT_CLASSES = {"int8": Int8Linear, "int8wo": Int8WeightOnlyLinear}
+QUANT_CLASSES = {"int8": Int8Linear, "int8wo": Int8WeightOnlyLinear, "fp8": Fp8Linear}
 
 
 def quantize_linears(module: nn.Module, skip=DEFAULT_SKIP, min_features: int = 32,
@@ -138,8 +94,8 @@ def quantize_linears(module: nn.Module, skip=DEFAULT_SKIP, min_features: int = 3
 
     Eligible: in and out features both divisible by ``min_features`` (and at least that large), and
     a dotted name that contains none of the ``skip`` strings (the reference keeps the controller
-    embedding, output norm and unpatchify in float; a custom ``skip`` replaces that default). ``mode``: "int8" (W8A8) or "int8wo"
-    (weight-only).
+    embedding, output norm and unpatchify in float; a custom ``skip`` replaces that default). ``mode``: "int8" (W8A8), "int8wo"
+    (weight-only) or "fp8" (e4m3 W8A8, see `worldengine.fp8`).
     """
     if mode not in QUANT_CLASSES:
         raise WaypointError(f"unknown quant mode {mode!r}; expected one of {sorted(QUANT_CLASSES)}")

@@ -11,6 +11,9 @@ import time
 
 import torch
 
+# Result key of each GEMM kind (integer kinds count operations, float kinds FLOPs).
+ROOFLINE_KEYS = {"fp32": "fp32_gflops", "bf16": "bf16_gflops", "int8": "int8_gops", "fp8": "fp8_gflops"}
+
 # (M, K, N) of the large matmuls in one cpu-small frame: 128 tokens, d_model 512, mlp 2048.
 DEFAULT_SIZES = ((128, 512, 1024), (128, 512, 512), (128, 512, 2048), (128, 2048, 512))
 
@@ -50,6 +53,9 @@ def _operands(kind: str, m: int, k: int, n: int, device: torch.device):
     if kind == "int8":
         a = torch.randint(-127, 128, (m, k), dtype=torch.int8, generator=gen)
         w = torch.randint(-127, 128, (n, k), dtype=torch.int8, generator=gen)
+    elif kind == "fp8":
+        a = torch.randn(m, k, generator=gen).to(torch.float8_e4m3fn)
+        w = torch.randn(n, k, generator=gen).to(torch.float8_e4m3fn)
     else:
         dtype = torch.bfloat16 if kind == "bf16" else torch.float32
         a = torch.randn(m, k, generator=gen).to(dtype)
@@ -59,11 +65,15 @@ def _operands(kind: str, m: int, k: int, n: int, device: torch.device):
 
 def measure_gemm(kind: str, m: int, k: int, n: int, device="cpu", budget_s: float = 0.05) -> tuple[float, float]:
     """Throughput of one GEMM in G(FL)OP/s (2*M*K*N per call) per wall second and per process CPU
-    second; kind: "fp32", "bf16" or "int8"."""
+    second; kind: "fp32", "bf16", "int8" or "fp8" (rowwise-scaled `_scaled_mm` to bf16, as `Fp8Linear`)."""
     device = torch.device(device)
     a, b = _operands(kind, m, k, n, device)
     if kind == "int8":
         fn = lambda: torch._int_mm(a, b)  # noqa: E731
+    elif kind == "fp8":
+        scale_a = torch.ones(m, 1, device=device)
+        scale_b = torch.ones(1, n, device=device)
+        fn = lambda: torch._scaled_mm(a, b, scale_a=scale_a, scale_b=scale_b, out_dtype=torch.bfloat16)  # noqa: E731
     else:
         fn = lambda: torch.mm(a, b)  # noqa: E731
     with torch.inference_mode():
@@ -87,7 +97,7 @@ def measure_roofline(sizes=DEFAULT_SIZES, device="cpu", kinds=("fp32", "bf16", "
     flops = [2.0 * m * k * n for m, k, n in sizes]
     for kind in kinds:
         speeds = [measure_gemm(kind, m, k, n, device, budget_s) for m, k, n in sizes]
-        key = "int8_gops" if kind == "int8" else f"{kind}_gflops"
+        key = ROOFLINE_KEYS[kind]
         result["per_size"][kind] = [round(wall, 1) for wall, _ in speeds]
         result[key] = _harmonic(flops, [wall for wall, _ in speeds])
         result["per_cpu_second"][key] = _harmonic(flops, [cpu for _, cpu in speeds])
