@@ -16,7 +16,8 @@ import torch
 
 from worldengine import Controls, load_engine
 from worldengine.errors import WaypointError
-from worldengine.live import LiveSession, LiveSettings, worker_for
+from worldengine.live import LiveSession, LiveSettings
+from worldengine.live_worker import worker_for
 from worldengine.live_frames import LatentPreview, encode_image, fit_size
 from worldengine.live_protocol import (MAX_MESSAGE_BYTES, ProtocolError, pack_frame, parse_message,
                                        unpack_frame)

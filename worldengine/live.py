@@ -27,6 +27,7 @@ import torch
 from .controls import MAX_TRACK_FRAMES, Controls, ControlTrack
 from .errors import WaypointError
 from .live_frames import MIME, RecentFrames, decode_images, encode_image
+from .live_worker import worker_for
 
 MOUSE_LIMIT = 10.0   # summed mouse motion per frame is clamped to this (ControllerInput's range)
 
@@ -282,80 +283,3 @@ class LiveSession:
 
     def _emit_status(self) -> None:
         self._events(self.status())
-
-
-class DeviceWorker:
-    """The one stepping thread of a device: runs whichever attached session may step, round-robin.
-    The thread starts with the first session attached and ends when the last one detaches."""
-
-    def __init__(self, device: str):
-        self.device = device
-        self._cond = threading.Condition()
-        self._sessions: list[LiveSession] = []
-        self._thread: threading.Thread | None = None
-        self._turn = 0
-        self.steps = 0
-
-    def attach(self, live: LiveSession) -> None:
-        with self._cond:
-            self._sessions.append(live)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name=f"waypoint-live-{self.device}", daemon=True)
-                self._thread.start()
-            self._cond.notify_all()
-
-    def detach(self, live: LiveSession) -> None:
-        with self._cond:
-            if live in self._sessions:
-                self._sessions.remove(live)
-            self._cond.notify_all()
-
-    def wake(self) -> None:
-        with self._cond:
-            self._cond.notify_all()
-
-    @property
-    def alive(self) -> bool:
-        return self._thread is not None
-
-    def _pick(self):
-        """(session to run now or None, seconds to wait when none)."""
-        now, delays = time.perf_counter(), []
-        count = len(self._sessions)
-        for offset in range(count):
-            live = self._sessions[(self._turn + offset) % count]
-            wait = live.wait_time(now)
-            if wait == 0.0:
-                self._turn = (self._turn + offset + 1) % count
-                return live, 0.0
-            if wait is not None:
-                delays.append(wait)
-        return None, min(delays) if delays else 1.0
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                if not self._sessions:
-                    self._thread = None
-                    return
-                live, delay = self._pick()
-                if live is None:
-                    self._cond.wait(timeout=delay)
-                    continue
-            try:
-                live.tick()
-                self.steps += 1
-            except Exception as err:  # noqa: BLE001 - one session's failure must not stop the device
-                live.fail(err)
-
-
-_workers: dict[str, DeviceWorker] = {}
-_workers_lock = threading.Lock()
-
-
-def worker_for(device: str) -> DeviceWorker:
-    """The device's stepping worker (one per device string, e.g. "cpu", "cuda:0")."""
-    with _workers_lock:
-        if device not in _workers:
-            _workers[device] = DeviceWorker(device)
-        return _workers[device]
