@@ -4,6 +4,7 @@ import torch
 from oracles import quantized_rollout_errors
 from torch import nn
 
+from worldengine import onednn_int8
 from worldengine.errors import WaypointError
 from worldengine.int8 import (Int8Linear, Int8WeightOnlyLinear, quantize_linears, quantize_per_token,
                               quantize_weight)
@@ -70,6 +71,22 @@ def test_small_row_count_and_exact_integer_path():
         x = torch.randint(-127, 128, (rows, 32)).float()
         x[:, 0] = 127.0
         assert torch.equal(layer(x), linear(x))
+
+
+@pytest.mark.skipif(not onednn_int8.available(), reason="this torch build has no oneDNN int8 linear")
+@pytest.mark.parametrize("rows", [1, 128])
+def test_prepacked_cpu_weights_give_the_int_mm_result(rows):
+    # On CPU the weight is packed once for oneDNN at load; the plain `_int_mm` path is the reference.
+    torch.manual_seed(rows)
+    linear = nn.Linear(512, 256, bias=True)
+    layer = Int8Linear.from_linear(linear)
+    assert layer.weight_packed is not None and layer.weight_packed.is_mkldnn
+    assert set(layer.state_dict()) == {"weight_q", "weight_scale", "bias"}   # packing is not state
+    x = torch.randn(rows, 512)
+    packed = layer(x)
+    layer.weight_packed = None
+    plain = layer(x)
+    assert torch.allclose(packed, plain, rtol=1e-6, atol=1e-6), (packed - plain).abs().max()
 
 
 def test_bad_feature_sizes_raise():

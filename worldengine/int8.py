@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from worldengine import onednn_int8
 from worldengine.errors import WaypointError
 from worldengine.fp8 import Fp8Linear
 from worldengine.qlinear import QuantLinearBase
@@ -58,9 +59,24 @@ class Int8Linear(QuantLinearBase):
 
     quantize_weight = staticmethod(quantize_weight)
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.register_buffer("weight_packed", None, persistent=False)
+        self.register_buffer("weight_zero_point", None, persistent=False)
+
+    def prepare(self) -> None:
+        """On CPU, pack the weight once for oneDNN (`worldengine.onednn_int8`); the int8 ``weight_q``
+        stays for state and error checks, so CPU weights take twice the int8 bytes."""
+        if self.weight_q.device.type == "cpu" and onednn_int8.available():
+            self.weight_packed = onednn_int8.pack_weight(self.weight_q)
+            self.weight_zero_point = torch.zeros(self.out_features, dtype=torch.int64)
+
     def matmul_2d(self, x2d: torch.Tensor) -> torch.Tensor:
         rows = x2d.shape[0]
         q, act_scale = quantize_per_token(x2d)
+        if self.weight_packed is not None:
+            return onednn_int8.int8_mm_packed(q, self.weight_packed, self.weight_scale,
+                                              self.weight_zero_point) * act_scale
         if q.is_cuda and rows < CUDA_MIN_ROWS:
             # Padding rows are zeros: they cost a few wasted rows and are sliced off below.
             q = F.pad(q, (0, 0, 0, CUDA_MIN_ROWS - rows))

@@ -48,7 +48,11 @@ class QuantLinearBase(nn.Module):
         layer.weight_scale.copy_(scale.reshape(-1))
         if linear.bias is not None:
             layer.bias.copy_(linear.bias.detach().float())
+        layer.prepare()
         return layer
+
+    def prepare(self) -> None:
+        """Load-time work on the stored weight (kernel-specific packing); none by default."""
 
     def matmul_2d(self, x2d: torch.Tensor) -> torch.Tensor:
         """x2d [M, K] float -> float32 [M, N] without the bias: the layer's quantized product."""
