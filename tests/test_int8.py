@@ -74,12 +74,13 @@ def test_small_row_count_and_exact_integer_path():
 
 
 @pytest.mark.skipif(not onednn_int8.available(), reason="this torch build has no oneDNN int8 linear")
-@pytest.mark.parametrize("rows", [1, 128])
-def test_prepacked_cpu_weights_give_the_int_mm_result(rows):
-    # On CPU the weight is packed once for oneDNN at load; the plain `_int_mm` path is the reference.
+@pytest.mark.parametrize("rows,rows_hint", [(1, None), (128, 128), (5, 128)])
+def test_prepacked_cpu_weights_give_the_int_mm_result(rows, rows_hint):
+    # On CPU the weight is packed once for oneDNN at load (for rows_hint rows, but any row count
+    # works); the plain `_int_mm` path is the reference.
     torch.manual_seed(rows)
     linear = nn.Linear(512, 256, bias=True)
-    layer = Int8Linear.from_linear(linear)
+    layer = Int8Linear.from_linear(linear, rows_hint)
     assert layer.weight_packed is not None and layer.weight_packed.is_mkldnn
     assert set(layer.state_dict()) == {"weight_q", "weight_scale", "bias"}   # packing is not state
     x = torch.randn(rows, 512)

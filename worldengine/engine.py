@@ -136,7 +136,8 @@ def apply_speed_options(engine: WorldEngine, quant: str | None, compile: bool):
     if quant in ("int8", "int8wo", "fp8"):
         from .int8 import DEFAULT_SKIP, quantize_linears
         # The noise MLP and modulation projections only ran at load (their outputs are cached per sigma).
-        quantize_linears(engine.model, skip=DEFAULT_SKIP + ("denoise_step_emb", "cond_proj"), mode=quant)
+        quantize_linears(engine.model, skip=DEFAULT_SKIP + ("denoise_step_emb", "cond_proj"), mode=quant,
+                         rows_hint=engine.config.tokens_per_frame)
     if compile:
         from .compile import compile_forward
         engine.forward = compile_forward(engine)

@@ -64,11 +64,12 @@ class Int8Linear(QuantLinearBase):
         self.register_buffer("weight_packed", None, persistent=False)
         self.register_buffer("weight_zero_point", None, persistent=False)
 
-    def prepare(self) -> None:
-        """On CPU, pack the weight once for oneDNN (`worldengine.onednn_int8`); the int8 ``weight_q``
-        stays for state and error checks, so CPU weights take twice the int8 bytes."""
+    def prepare(self, rows_hint: int | None = None) -> None:
+        """On CPU, pack the weight once for oneDNN (`worldengine.onednn_int8`), tuned for ``rows_hint``
+        activation rows; the int8 ``weight_q`` stays for state and error checks, so CPU weights take
+        twice the int8 bytes."""
         if self.weight_q.device.type == "cpu" and onednn_int8.available():
-            self.weight_packed = onednn_int8.pack_weight(self.weight_q)
+            self.weight_packed = onednn_int8.pack_weight(self.weight_q, rows_hint)
             self.weight_zero_point = torch.zeros(self.out_features, dtype=torch.int64)
 
     def matmul_2d(self, x2d: torch.Tensor) -> torch.Tensor:
@@ -105,13 +106,14 @@ QUANT_CLASSES = {"int8": Int8Linear, "int8wo": Int8WeightOnlyLinear, "fp8": Fp8L
 
 
 def quantize_linears(module: nn.Module, skip=DEFAULT_SKIP, min_features: int = 32,
-                     mode: str = "int8") -> list[str]:
+                     mode: str = "int8", rows_hint: int | None = None) -> list[str]:
     """Replace eligible ``nn.Linear`` submodules of ``module`` in place; return their dotted names.
 
     Eligible: in and out features both divisible by ``min_features`` (and at least that large), and
     a dotted name that contains none of the ``skip`` strings (the reference keeps the controller
     embedding, output norm and unpatchify in float; a custom ``skip`` replaces that default). ``mode``: "int8" (W8A8), "int8wo"
-    (weight-only) or "fp8" (e4m3 W8A8, see `worldengine.fp8`).
+    (weight-only) or "fp8" (e4m3 W8A8, see `worldengine.fp8`). ``rows_hint``: the activation row count
+    the layers will mostly see (tokens per frame); CPU int8 packs its weights for it.
     """
     if mode not in QUANT_CLASSES:
         raise WaypointError(f"unknown quant mode {mode!r}; expected one of {sorted(QUANT_CLASSES)}")
@@ -123,7 +125,7 @@ def quantize_linears(module: nn.Module, skip=DEFAULT_SKIP, min_features: int = 3
     for name, child in targets:
         parent_name, _, attr = name.rpartition(".")
         parent = module.get_submodule(parent_name) if parent_name else module
-        setattr(parent, attr, layer_cls.from_linear(child))
+        setattr(parent, attr, layer_cls.from_linear(child, rows_hint))
     return [name for name, _ in targets]
 
 

@@ -20,9 +20,15 @@ def available() -> bool:
     return torch.backends.mkldnn.is_available() and hasattr(torch.ops.onednn, "qlinear_pointwise")
 
 
-def pack_weight(weight_q: torch.Tensor) -> torch.Tensor:
-    """int8 [N, K] CPU weight -> opaque oneDNN tensor for `int8_mm_packed` (same int8 values)."""
-    return torch.ops.onednn.qlinear_prepack(weight_q, None)
+def pack_weight(weight_q: torch.Tensor, rows_hint: int | None = None) -> torch.Tensor:
+    """int8 [N, K] CPU weight -> opaque oneDNN tensor for `int8_mm_packed` (same int8 values).
+
+    rows_hint: the activation row count most calls will have; oneDNN picks the layout for it (any
+    row count still works). In isolation it measured 2271 vs 1821 GOP/s at 128 x 2048 x 8192 with vs
+    without; whole Waypoint-1.5-1B frames showed no difference beyond noise.
+    """
+    shape = [rows_hint, weight_q.shape[1]] if rows_hint else None
+    return torch.ops.onednn.qlinear_prepack(weight_q, shape)
 
 
 @torch.library.custom_op("waypoint::int8_mm_packed", mutates_args=())

@@ -40,18 +40,19 @@ class QuantLinearBase(nn.Module):
         raise NotImplementedError
 
     @classmethod
-    def from_linear(cls, linear: nn.Linear):
-        """Quantize a float ``nn.Linear`` (any float dtype, any device); the original is untouched."""
+    def from_linear(cls, linear: nn.Linear, rows_hint: int | None = None):
+        """Quantize a float ``nn.Linear`` (any float dtype, any device); the original is untouched.
+        rows_hint: the activation row count the layer will mostly see (tokens per frame), for packing."""
         layer = cls(linear.in_features, linear.out_features, linear.bias is not None, device=linear.weight.device)
         q, scale = cls.quantize_weight(linear.weight.detach())
         layer.weight_q.copy_(q)
         layer.weight_scale.copy_(scale.reshape(-1))
         if linear.bias is not None:
             layer.bias.copy_(linear.bias.detach().float())
-        layer.prepare()
+        layer.prepare(rows_hint)
         return layer
 
-    def prepare(self) -> None:
+    def prepare(self, rows_hint: int | None = None) -> None:
         """Load-time work on the stored weight (kernel-specific packing); none by default."""
 
     def matmul_2d(self, x2d: torch.Tensor) -> torch.Tensor:
