@@ -37,8 +37,9 @@ def test_int8_storage_and_rounding():
     torch.manual_seed(0)
     linear = nn.Linear(64, 32, bias=False).to(torch.bfloat16)
     layer = Int8Linear.from_linear(linear)
-    assert layer.weight_q.dtype == torch.int8 and layer.weight_q.shape == (32, 64)
-    assert layer.weight_q.abs().max().item() == 127  # every row uses the full range
+    stored = layer.stored_weight()
+    assert stored.dtype == torch.int8 and stored.shape == (32, 64)
+    assert stored.abs().max().item() == 127  # every row uses the full range
     assert layer.bias is None
     # Dequantized weights are within half a step of the originals.
     step = layer.weight_scale[:, None]
@@ -77,17 +78,19 @@ def test_small_row_count_and_exact_integer_path():
 @pytest.mark.parametrize("rows,rows_hint", [(1, None), (128, 128), (5, 128)])
 def test_prepacked_cpu_weights_give_the_int_mm_result(rows, rows_hint):
     # On CPU the weight is packed once for oneDNN at load (for rows_hint rows, but any row count
-    # works); the plain `_int_mm` path is the reference.
+    # works) and kept only in packed form; an unpacked layer on plain `_int_mm` is the reference.
     torch.manual_seed(rows)
     linear = nn.Linear(512, 256, bias=True)
     layer = Int8Linear.from_linear(linear, rows_hint)
-    assert layer.weight_packed is not None and layer.weight_packed.is_mkldnn
-    assert set(layer.state_dict()) == {"weight_q", "weight_scale", "bias"}   # packing is not state
+    assert layer.weight_packed is not None and layer.weight_packed.is_mkldnn and layer.weight_q is None
+    plain = Int8Linear(512, 256, has_bias=True)          # never prepared: stays on `_int_mm`
+    plain.load_state_dict(layer.state_dict())             # the state dict gives back the int8 values
+    assert plain.weight_packed is None and torch.equal(plain.weight_q, quantize_weight(linear.weight)[0])
     x = torch.randn(rows, 512)
-    packed = layer(x)
-    layer.weight_packed = None
-    plain = layer(x)
-    assert torch.allclose(packed, plain, rtol=1e-6, atol=1e-6), (packed - plain).abs().max()
+    assert torch.allclose(layer(x), plain(x), rtol=1e-6, atol=1e-6), (layer(x) - plain(x)).abs().max()
+    repacked = Int8Linear.from_linear(nn.Linear(512, 256), rows_hint)
+    repacked.load_state_dict(layer.state_dict())          # loading into a packed layer repacks
+    assert torch.equal(repacked(x), layer(x))
 
 
 def test_bad_feature_sizes_raise():

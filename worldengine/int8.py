@@ -66,11 +66,27 @@ class Int8Linear(QuantLinearBase):
 
     def prepare(self, rows_hint: int | None = None) -> None:
         """On CPU, pack the weight once for oneDNN (`worldengine.onednn_int8`), tuned for ``rows_hint``
-        activation rows; the int8 ``weight_q`` stays for state and error checks, so CPU weights take
-        twice the int8 bytes."""
-        if self.weight_q.device.type == "cpu" and onednn_int8.available():
+        activation rows. The pack holds the same int8 values, so the plain ``weight_q`` is dropped
+        (int8 keeps half of bf16's bytes); `stored_weight` and the state dict read it back."""
+        if self.weight_q is not None and self.weight_q.device.type == "cpu" and onednn_int8.available():
             self.weight_packed = onednn_int8.pack_weight(self.weight_q, rows_hint)
             self.weight_zero_point = torch.zeros(self.out_features, dtype=torch.int64)
+            self.weight_q = None
+            self.rows_hint = rows_hint
+
+    def stored_weight(self) -> torch.Tensor:
+        return self.weight_q if self.weight_packed is None else self.weight_packed.to_dense().t()
+
+    def _save_to_state_dict(self, destination, prefix, keep_vars):
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        if self.weight_q is None:
+            destination[prefix + "weight_q"] = self.stored_weight()
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        weight = state_dict.pop(prefix + "weight_q", None) if self.weight_q is None else None
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        if weight is not None:   # a packed layer: pack the loaded values instead
+            self.weight_packed = onednn_int8.pack_weight(weight.to(torch.int8).contiguous(), self.rows_hint)
 
     def matmul_2d(self, x2d: torch.Tensor) -> torch.Tensor:
         rows = x2d.shape[0]

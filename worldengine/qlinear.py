@@ -66,9 +66,13 @@ class QuantLinearBase(nn.Module):
             out = out + self.bias
         return out.to(x.dtype).reshape(*x.shape[:-1], self.out_features)
 
+    def stored_weight(self) -> torch.Tensor:
+        """The quantized weight [N, K] in the storage dtype, however the layer keeps it."""
+        return self.weight_q
+
     def dequantized_weight(self) -> torch.Tensor:
         """float32 [N, K] weight the stored one stands for (for error checks)."""
-        return self.weight_q.float() * self.weight_scale[:, None]
+        return self.stored_weight().float() * self.weight_scale[:, None]
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
