@@ -91,6 +91,9 @@ def test_prepacked_cpu_weights_give_the_int_mm_result(rows, rows_hint):
     repacked = Int8Linear.from_linear(nn.Linear(512, 256), rows_hint)
     repacked.load_state_dict(layer.state_dict())          # loading into a packed layer repacks
     assert torch.equal(repacked(x), layer(x))
+    wrong = {**layer.state_dict(), "weight_q": torch.zeros(8, 512, dtype=torch.int8)}
+    with pytest.raises(WaypointError, match=r"weight_q has shape \(8, 512\), expected \(256, 512\)"):
+        repacked.load_state_dict(wrong)
 
 
 def test_bad_feature_sizes_raise():

@@ -54,7 +54,7 @@ class Int8Linear(QuantLinearBase):
 
     x: [..., K] float32 or bfloat16 -> y: [..., N] in x's dtype. The int32 accumulator is scaled in
     float32 (the "epilogue"); under torch.compile inductor fuses the quantize and epilogue pointwise
-    work around the ``_int_mm`` call.
+    work around the GEMM: ``_int_mm`` on CUDA, oneDNN on a weight prepacked at load on CPU.
     """
 
     quantize_weight = staticmethod(quantize_weight)
@@ -86,6 +86,9 @@ class Int8Linear(QuantLinearBase):
         weight = state_dict.pop(prefix + "weight_q", None) if self.weight_q is None else None
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
         if weight is not None:   # a packed layer: pack the loaded values instead
+            if tuple(weight.shape) != (self.out_features, self.in_features):
+                raise WaypointError(f"{prefix}weight_q has shape {tuple(weight.shape)}, expected "
+                                    f"{(self.out_features, self.in_features)}")
             self.weight_packed = onednn_int8.pack_weight(weight.to(torch.int8).contiguous(), self.rows_hint)
 
     def matmul_2d(self, x2d: torch.Tensor) -> torch.Tensor:
