@@ -12,12 +12,25 @@ own lowering of the oneDNN op insists on weights frozen into the graph as consta
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 
 
+@functools.cache
 def available() -> bool:
-    """Whether this torch build has the oneDNN quantized linear ops (x86 CPU builds do)."""
-    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.onednn, "qlinear_pointwise")
+    """Whether this torch build runs the oneDNN quantized linear on this CPU (x86 builds do). Checked
+    once with a tiny exact product, so a build that registers the ops but cannot run them here (other
+    CPU architectures) falls back to ``_int_mm`` instead of failing mid-rollout."""
+    if not (torch.backends.mkldnn.is_available() and hasattr(torch.ops.onednn, "qlinear_pointwise")):
+        return False
+    try:
+        weight = torch.arange(-128, 128, dtype=torch.int8).view(16, 16)
+        q = torch.ones(2, 16, dtype=torch.int8)
+        out = int8_mm_packed(q, pack_weight(weight, 2), torch.ones(16), torch.zeros(16, dtype=torch.int64))
+        return torch.equal(out, weight.float().sum(1).expand(2, 16))
+    except Exception:  # noqa: BLE001 - any failure means: use the portable path
+        return False
 
 
 def pack_weight(weight_q: torch.Tensor, rows_hint: int | None = None) -> torch.Tensor:
