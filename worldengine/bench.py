@@ -20,10 +20,11 @@ import torch
 
 from .errors import WaypointError
 from .presets import PRESETS, preset_config
-from .roofline import frame_flops, gemm_sizes_for, measure_roofline
+from .roofline import ROOFLINE_KEYS, frame_flops, gemm_sizes_for, measure_roofline
 
 OPTIMIZED_DEFAULT = {"dtype": "bfloat16", "quant": "int8", "compile": True}
-ROOFLINE_KEY = {"int8": "int8_gops", "fp8": "fp8_gflops", "bfloat16": "bf16_gflops", "float32": "fp32_gflops"}
+# Roofline result key per configuration kind (a quant mode or a compute dtype name).
+ROOFLINE_KEY = {**ROOFLINE_KEYS, "bfloat16": ROOFLINE_KEYS["bf16"], "float32": ROOFLINE_KEYS["fp32"]}
 
 
 def control_cycle(n_buttons: int):
@@ -226,9 +227,11 @@ def parse_args(argv):
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         parser.error("--device cuda asked for but CUDA is not available")
     if args.quant == "fp8":
-        from .fp8 import fp8_supported
-        if not fp8_supported(args.device):
-            parser.error(f"--quant fp8 needs a CUDA GPU of compute capability 8.9 or newer, not {args.device}")
+        from .fp8 import require_fp8_device
+        try:
+            require_fp8_device(args.device)   # before the roofline runs, not after it
+        except WaypointError as err:
+            parser.error(str(err))
     if args.quant == "none":
         args.quant = None
     if args.compare and args.dtype is None and args.quant is None and not args.compile:

@@ -128,11 +128,8 @@ def apply_speed_options(engine: WorldEngine, quant: str | None, compile: bool):
     if quant not in QUANT_MODES:
         raise WaypointError(f"unknown quantization {quant!r}; choose one of {[q for q in QUANT_MODES if q]}")
     if quant == "fp8":
-        from .fp8 import MIN_CAPABILITY, fp8_supported
-        if not fp8_supported(engine.device):
-            raise WaypointError(f"quant 'fp8' needs a CUDA GPU of compute capability {MIN_CAPABILITY[0]}."
-                                f"{MIN_CAPABILITY[1]} or newer (Ada, Hopper); this engine is on {engine.device}. "
-                                "Use 'int8' instead.")
+        from .fp8 import require_fp8_device
+        require_fp8_device(engine.device)
     if quant in ("int8", "int8wo", "fp8"):
         from .int8 import DEFAULT_SKIP, quantize_linears
         # The noise MLP and modulation projections only ran at load (their outputs are cached per sigma).

@@ -3,15 +3,17 @@
 Weights are stored as float8_e4m3fn ``weight_q`` [out_features, in_features] with one float32 scale
 per output channel (`worldengine.qlinear`); activations are quantized per token at run time (dynamic,
 symmetric). ``_scaled_mm`` accumulates the product, applies both scale vectors in its epilogue
-("rowwise" scaling) and returns bfloat16, which is cast to the activation dtype. CUDA runs it on compute capability 8.9+
-(Ada, Hopper); CPU torch runs the same op in software, which is slow but lets the math be tested
-anywhere. ``worldengine.engine`` only offers it on capable GPUs.
+("rowwise" scaling) and returns bfloat16, which is cast to the activation dtype. CUDA runs it on
+compute capability 8.9+ (Ada, Hopper); CPU torch runs the same op in software, which is slow but lets
+the math be tested anywhere. The engine and the benchmark only offer it on capable GPUs
+(`require_fp8_device`).
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
+from worldengine.errors import WaypointError
 from worldengine.qlinear import QuantLinearBase
 
 FP8_DTYPE = torch.float8_e4m3fn
@@ -26,6 +28,14 @@ def fp8_supported(device: torch.device | str) -> bool:
     """Whether ``device`` has fp8 tensor cores (CUDA compute capability >= 8.9)."""
     device = torch.device(device)
     return device.type == "cuda" and torch.cuda.get_device_capability(device) >= MIN_CAPABILITY
+
+
+def require_fp8_device(device: torch.device | str) -> None:
+    """Raise a WaypointError naming the device unless it can run fp8 (see `fp8_supported`)."""
+    if not fp8_supported(device):
+        raise WaypointError(f"quant 'fp8' needs a CUDA GPU of compute capability {MIN_CAPABILITY[0]}."
+                            f"{MIN_CAPABILITY[1]} or newer (Ada, Hopper); this engine is on {device}. "
+                            "Use 'int8' instead.")
 
 
 def quantize_fp8_rows(x2d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -2,8 +2,9 @@
 
 The benchmark divides a model's useful FLOPs per second by these figures, so "fraction of roofline"
 says how close the engine gets to what plain ``torch.mm`` / ``torch._int_mm`` (or, for int8 on CPU,
-oneDNN on a prepacked weight when that is faster) achieve on the same machine, threads and sizes. Each measurement takes the best of several short timed batches (a
-roofline is a peak, and background load only ever slows a batch down).
+oneDNN on a prepacked weight when that is faster) achieve on the same machine, threads and sizes.
+Each measurement takes the best of several short timed batches (a roofline is a peak, and background
+load only ever slows a batch down).
 """
 from __future__ import annotations
 
