@@ -34,3 +34,12 @@ def control_vectors(keys: np.ndarray, mouse_dx: np.ndarray, n_buttons: int = 256
     for column, code in enumerate(KEYS):
         out[..., 2 + code] = torch.as_tensor(keys[..., column], dtype=torch.float32)
     return out
+
+# Version 2 (tools/toyworld/game.py + tae.py): 256x144 frames, 4 frames per latent -> latents
+# [16, 9, 16]; patch 1x2 gives 9x8 = 72 tokens per latent. Latent-frame windows: local 4 (16 video
+# frames), global 8 with dilation 2. ts_mult = 15 // (60 / 4) = 1, as in the real 1.5 presets.
+TOY2_CONFIG = {
+    **TOY_CONFIG, "d_model": 128, "n_layers": 4, "n_heads": 4, "n_kv_heads": 2, "channels": 16,
+    "height": 9, "width": 8, "patch": [1, 2], "tokens_per_frame": 72, "base_fps": 15, "inference_fps": 60,
+    "temporal_compression": 4, "taehv_ae": True,
+}

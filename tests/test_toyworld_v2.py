@@ -1,0 +1,89 @@
+"""Toy world version 2: the 256x144 game, the 4-frames-per-latent autoencoder, resumable training state."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from threads import one_thread
+
+from tools.toyworld.ckpt import load_training_state, save_training_state
+from tools.toyworld.episodes import play, random_actions
+from tools.toyworld.evaluate import shift
+from tools.toyworld.game import KEY_W, World
+from tools.toyworld.recipe import self_generated_context
+from tools.toyworld.seqmodel import ClipForward
+from tools.toyworld.spec import TOY2_CONFIG
+from tools.toyworld.tae import ToyTAE, ToyTAEDecoderStream, load_tae, save_tae
+from tools.toyworld.train import new_model
+from worldengine.config import config_from_dict
+
+
+def test_game_is_16_9_deterministic_and_follows_the_controls():
+    first = World(5).render()
+    assert first.shape == (3, 144, 256) and first.dtype == np.float32 and 0 <= first.min() <= first.max() <= 1
+    np.testing.assert_array_equal(first, World(5).render())
+    assert not np.array_equal(first, World(6).render())
+    world = World(5)
+    world.step([], -0.5)                                   # turn left: the scene moves right
+    assert shift(first, world.render(), slice(0, 86), 2) >= 4
+    world.step([], 1.0)
+    assert shift(first, world.render(), slice(0, 86), 2) <= -4
+    before = (world.player.x, world.player.y)
+    world.step([KEY_W], 0.0)
+    assert np.hypot(world.player.x - before[0], world.player.y - before[1]) > 0.05
+
+
+def test_policy_holds_controls_for_whole_latents():
+    keys, mouse = random_actions(np.random.default_rng(0), 12)
+    assert keys.shape == (12, 4) and mouse.shape == (12,)
+    frames = play(World(1), keys[:2], mouse[:2])
+    assert frames.shape == (8, 3, 144, 256)
+
+
+def test_tae_shapes_stream_state_and_file(tmp_path):
+    with one_thread():
+        torch.manual_seed(0)
+        ae = ToyTAE().eval()
+        frames = torch.rand(12, 3, 144, 256)
+        with torch.no_grad():
+            latents = ae.encode(frames)
+            assert latents.shape == (3, 16, 9, 16)
+            whole = ae.decode_sequence(latents)
+        assert whole.shape == (12, 3, 144, 256) and 0 <= whole.min() and whole.max() <= 1
+        stream = ToyTAEDecoderStream(ae)
+        first = stream.decode(latents[0])
+        state = stream.get_state()
+        resumed = ToyTAEDecoderStream(ae)
+        resumed.load_state(state)
+        torch.testing.assert_close(torch.cat([first, resumed.decode(latents[1:])]), whole)
+        assert resumed.frames_out == 12
+        with pytest.raises(ValueError, match="4N"):
+            ae.encode(frames[:3])
+        save_tae(ae, tmp_path / "toy_ae.safetensors")
+        loaded = load_tae(tmp_path / "toy_ae.safetensors")
+        torch.testing.assert_close(loaded.encode(frames), latents, atol=0.05, rtol=0.05)   # fp16 on disk
+
+
+def test_training_state_round_trip_keeps_adam_moments(tmp_path):
+    model = torch.nn.Linear(4, 3)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    model(torch.randn(2, 4)).sum().backward()
+    optimizer.step()
+    save_training_state(tmp_path / "s.safetensors", model, optimizer, {"steps": 7, "seconds": 1.5})
+    other = torch.nn.Linear(4, 3)
+    other_opt = torch.optim.AdamW(other.parameters(), lr=1e-2)
+    assert load_training_state(tmp_path / "s.safetensors", other, other_opt) == {"steps": 7, "seconds": 1.5}
+    torch.testing.assert_close(other.weight, model.weight)
+    torch.testing.assert_close(other_opt.state[other.weight]["exp_avg"], optimizer.state[model.weight]["exp_avg"])
+
+
+def test_self_generated_context_keeps_the_seed_latent():
+    with one_thread():
+        config = config_from_dict({**TOY2_CONFIG, "d_model": 64, "n_heads": 2, "n_kv_heads": 1, "n_layers": 2})
+        clip = ClipForward(new_model(config).eval(), 3)
+        x0 = torch.randn(1, 3, *config.latent_shape)
+        ctrl = torch.zeros(1, 3, config.n_buttons + 3)
+        generator = torch.Generator().manual_seed(0)
+        context = self_generated_context(clip, x0, ctrl, 0, 1, torch.tensor(config.scheduler_sigmas), generator, 0.0)
+        torch.testing.assert_close(context[:, 0], x0[:, 0])
+        assert context.shape == x0.shape and not torch.allclose(context[:, 1:], x0[:, 1:])
