@@ -16,6 +16,7 @@ prompts; its output is re-checked and the built-in rewrite is used if it is stil
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -25,9 +26,12 @@ from worldengine.sanitize.rewrite import apply_rewrite
 from worldengine.sanitize.scene import (DEFAULT_SCENE, content_words, enrich, needs_enrichment,
                                         rebuild_scene)
 
-__all__ = ["sanitize", "detect", "SanitizeResult", "Strictness", "CATEGORIES", "Rewriter"]
+__all__ = ["sanitize", "detect", "SanitizeResult", "Strictness", "CATEGORIES", "Rewriter",
+           "MAX_PROMPT_CHARS", "bound_prompt"]
 
 Rewriter = Callable[[str, dict], str]
+MAX_PROMPT_CHARS = 4000  # longer prompts are cut (reported), so time per prompt stays bounded
+_CJK = re.compile("[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]")
 
 
 @dataclass(frozen=True)
@@ -43,13 +47,24 @@ class SanitizeResult:
         return json.dumps(self.report, ensure_ascii=False, sort_keys=True)
 
 
+def bound_prompt(text: str) -> tuple[str, int]:
+    """``text`` cut to ``MAX_PROMPT_CHARS`` at a word break, and its original length when cut
+    (else 0). Text encoders read a few hundred tokens; the rest would only cost time."""
+    if len(text) <= MAX_PROMPT_CHARS:
+        return text, 0
+    head = text[:MAX_PROMPT_CHARS]
+    space = head.rfind(" ", MAX_PROMPT_CHARS // 2)
+    return (head[:space] if space > 0 else head), len(text)
+
+
 def _safe(text: str, level: Strictness) -> bool:
     return bool(text.strip()) and not detect(text, level).unsafe
 
 
 def _builtin_rewrite(found: Detection, level: Strictness) -> tuple[str, str]:
     text = apply_rewrite(found)
-    if len(content_words(text)) >= 2 and _safe(text, level):
+    words = len(content_words(text)) + len(_CJK.findall(text)) // 2  # CJK has no spaces
+    if words >= 2 and _safe(text, level):
         return text, "replace"
     rebuilt = rebuild_scene(found.clean)
     if _safe(rebuilt, level):
@@ -76,9 +91,11 @@ def sanitize(text: str, strictness: "str | Strictness" = Strictness.STANDARD, *,
     if not isinstance(text, str):
         raise WaypointError(f"prompt must be a string, got {type(text).__name__}")
     level = Strictness.parse(strictness)
+    text, cut_from = bound_prompt(text)
     found = detect(text, level)
     report = {
         "strictness": level.value,
+        **({"truncated_from_chars": cut_from} if cut_from else {}),
         "categories": list(found.categories),
         "matches": [{"category_role": h.role, "term": h.entry.text, "text": found.clean[h.start:h.end],
                      "how": h.how} for h in found.flagged],

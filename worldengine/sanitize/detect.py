@@ -9,7 +9,10 @@ Rules, per strictness (``Strictness``):
 - graphic violence/gore -> "violence"; grim but non-graphic words (corpse, blood) only at strict;
 - a harm verb with a human target within a few words ("shooting civilians") -> "violence";
   game targets (zombies, robots, targets at a range) are not human targets;
-- celebrity names -> "celebrity"; franchises/characters -> "branded_ip"; commercial brands ->
+- minors with danger or harm wording (in any listed language) -> "minors", sexual or not;
+- entries marked for one language (``~term``) count only in prompts of that language;
+- celebrity names, and people found by name shape or a person cue (names.py) -> "celebrity";
+  franchises/characters -> "branded_ip"; commercial brands ->
   "branded_ip" except at relaxed; self-harm, hard drugs, terrorism, hate symbols -> "unsafe".
 """
 
@@ -19,11 +22,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from worldengine.errors import Choice, WaypointError
+from worldengine.sanitize.language import languages
 from worldengine.sanitize.lexicon import Lexicon, get_lexicon
 from worldengine.sanitize.matching import Hit, find_hits
+from worldengine.sanitize.names import name_hits
 from worldengine.sanitize.normalize import Token, clean_text
 
 CATEGORIES = ("sexual", "minors", "celebrity", "branded_ip", "violence", "unsafe")
+_MAX_CHARS = 8000  # sanitize() cuts at 4000 on a word break; detect() alone never reads more
 _TARGET_WINDOW = 5  # tokens between a harm verb and its victim
 _PASSIVE = {"being", "getting", "got", "get", "gets", "was", "were", "is", "are", "been"}
 _SIGNALS = ("harm_target", "minor_subject", "harm_verb", "harm_verb_passive", "minor_risk")
@@ -103,10 +109,16 @@ def _harm_pairs(tokens: list[Token], verbs: list[Hit], passive_verbs: list[Hit],
 def detect(text: str, strictness: "str | Strictness" = Strictness.STANDARD,
            lexicon: Lexicon | None = None) -> Detection:
     """Detect unsafe categories in ``text`` (any string; normalised here)."""
+    if not isinstance(text, str):
+        raise WaypointError(f"prompt must be a string, got {type(text).__name__}")
     level = Strictness.parse(strictness)
     lex = lexicon or get_lexicon()
-    clean = clean_text(text)
+    clean = clean_text(text[:_MAX_CHARS])
     tokens, hits = find_hits(lex, clean, fuzzy=level is not Strictness.RELAXED)
+    if any(h.entry.lang for h in hits):
+        langs = languages(clean)
+        hits = [h for h in hits if h.entry.lang is None or h.entry.lang in langs]
+    hits += name_hits(clean, tokens, hits)
     benign = [(h.start, h.end) for h in hits if h.role == "benign"]
     hits = _drop_contained([h for h in hits if h.role != "benign" and not _inside(h, benign)])
     by_role: dict[str, list[Hit]] = {}

@@ -38,6 +38,7 @@ def evaluate(redteam: list[dict], benign: list[dict],
     """Rates and failures; ``timing_ms`` is informational only."""
     caught, by_split, by_cat, by_variant, misses = [], defaultdict(list), defaultdict(list), \
         defaultdict(list), []
+    by_lang, ben_lang, ben_variant = defaultdict(list), defaultdict(list), defaultdict(list)
     times = []  # CPU time of this thread: wall time on a shared machine measures its load
     for row in redteam:
         start = time.thread_time()
@@ -48,6 +49,7 @@ def evaluate(redteam: list[dict], benign: list[dict],
         by_split[row.get("split", "all")].append(ok)
         by_cat[row["category"]].append(ok)
         by_variant[row["variant"].split("+")[-1]].append(ok)
+        by_lang[row.get("lang", "en")].append(ok)
         if not ok:
             misses.append({"text": row["text"], "category": row["category"],
                            "variant": row["variant"], "split": row.get("split"),
@@ -60,6 +62,8 @@ def evaluate(redteam: list[dict], benign: list[dict],
         bad = bool(result.categories)
         false_rewrites.append(bad)
         ben_split[row.get("split", "all")].append(bad)
+        ben_lang[row.get("lang", "en")].append(bad)
+        ben_variant[row.get("variant", "plain")].append(bad)
         if bad:
             false_rows.append({"text": row["text"], "split": row.get("split"),
                                "output": result.text, "found": list(result.categories),
@@ -72,6 +76,8 @@ def evaluate(redteam: list[dict], benign: list[dict],
         "n_redteam": len(caught), "n_benign": len(false_rewrites),
         "catch_by_split": _rate(by_split), "catch_by_category": _rate(by_cat),
         "catch_by_variant": _rate(by_variant), "false_rewrite_by_split": _rate(ben_split),
+        "catch_by_language": _rate(by_lang), "false_rewrite_by_language": _rate(ben_lang),
+        "false_rewrite_by_variant": _rate(ben_variant),
         "timing_ms": {"mean": 1000 * sum(times) / max(len(times), 1),
                       "p99": 1000 * times[int(0.99 * (len(times) - 1))] if times else 0.0,
                       "max": 1000 * times[-1] if times else 0.0},
@@ -100,7 +106,10 @@ def main(argv: list[str] | None = None) -> int:
     for title, key in (("catch by split", "catch_by_split"),
                        ("false rewrites by split", "false_rewrite_by_split"),
                        ("catch by category", "catch_by_category"),
-                       ("catch by variant", "catch_by_variant")):
+                       ("catch by variant", "catch_by_variant"),
+                       ("catch by language", "catch_by_language"),
+                       ("false rewrites by language", "false_rewrite_by_language"),
+                       ("false rewrites by variant", "false_rewrite_by_variant")):
         print(f"{title}: " + ", ".join(f"{k} {v['rate']:.1%} ({v['n']})"
                                        for k, v in res[key].items()))
     t = res["timing_ms"]

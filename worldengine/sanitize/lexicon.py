@@ -9,6 +9,10 @@ File format (UTF-8), one entry a line::
     term => safe replacement  -> replacement text; "term =>" (empty) drops the term
 
 Each list has a role (see ``LISTS``). Add a list by adding a file and a line to ``LISTS``.
+
+Other languages live in ``data/i18n/<lang>.txt``: ``[list stem]`` or ``[list stem => default]``
+section headers, then entries as above. An entry written ``~term`` counts only when the prompt
+is detected as that language (``language.py``): German "Kind" is a child, English "kind" is not.
 Words are indexed by their folded spelling (``normalize.fold``), or by plain lower case when they
 are not Latin (Cyrillic, Greek words stay in their own script). CJK entries are matched as
 substrings of the prompt.
@@ -17,6 +21,7 @@ substrings of the prompt.
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,7 +47,14 @@ LISTS = {
     "harm_targets": ("harm_target", ""),
     "unsafe_other": ("unsafe", ""),
     "benign_phrases": ("benign", None),
+    "given_names": ("given_name", "a person"),
+    "person_cues": ("person_cue", ""),
+    "name_stops": ("name_stop", None),
 }
+# Roles that only feed the rules in detect.py / names.py: never matched glued or by typo.
+_NO_COMPACT = ("benign", "harm_verb", "harm_verb_passive", "harm_target", "given_name",
+               "person_cue", "name_stop")
+_NO_FUZZY = ("benign", "harm_target", "minor_subject", "given_name", "person_cue", "name_stop")
 
 
 @dataclass(frozen=True)
@@ -54,6 +66,7 @@ class Entry:
     replacement: str | None
     source: str  # "file:line" for reports and debugging
     text: str
+    lang: str | None = None  # set: the entry counts only in prompts detected as this language
 
 
 def _key(word: str) -> str:
@@ -61,21 +74,26 @@ def _key(word: str) -> str:
     return folded if folded.isascii() else word.lower()
 
 
-def parse_line(line: str, role: str, default: str | None, source: str) -> Entry | None:
+def parse_line(line: str, role: str, default: str | None, source: str,
+               lang: str | None = None) -> Entry | None:
+    """One term-list line as an Entry (None for blanks and comments); ``lang`` for ``~term``."""
     body = line.split("#", 1)[0].strip() if not line.lstrip().startswith("#") else ""
     if not body:
         return None
+    scoped = body.startswith("~")
+    body = body.lstrip("~").strip()
     replacement = default
     if "=>" in body:
         body, replacement = (part.strip() for part in body.split("=>", 1))
     prefix = body.endswith("*")
     body = body.rstrip("*").strip()
+    scope = lang if scoped else None
     if has_cjk(body):
-        return Entry(role, (body.lower(),), False, replacement, source, body)
+        return Entry(role, (body.lower(),), False, replacement, source, body, scope)
     words = tuple(_key(t.raw) for t in tokenize(clean_text(body)))
     if not words:
         raise WaypointError(f"sanitizer term list {source}: entry {line.strip()!r} has no words")
-    return Entry(role, words, prefix, replacement, source, body)
+    return Entry(role, words, prefix, replacement, source, body, scope)
 
 
 class Lexicon:
@@ -98,12 +116,11 @@ class Lexicon:
             else:
                 self.by_first.setdefault(entry.words[0], []).append(entry)
             glued = canonical("".join(entry.words))
-            if entry.role not in ("benign", "harm_verb", "harm_verb_passive", "harm_target") \
-                    and len(glued) >= 7:
+            if entry.role not in _NO_COMPACT and len(glued) >= 7:
                 self.compact.append((glued, entry))
                 self.compact_by_head.setdefault(glued[:3], []).append((glued, entry))
             if len(entry.words) == 1 and not entry.prefix and len(glued) >= 8 \
-                    and entry.role not in ("benign", "harm_target", "minor_subject"):
+                    and entry.role not in _NO_FUZZY:
                 for key in _deletions(glued):
                     self.single_long.setdefault(key, []).append(entry)
         self.prefix_lengths = sorted({len(p) for p in self.prefixes})
@@ -118,7 +135,33 @@ def _deletions(word: str) -> set[str]:
     return {word} | {word[:i] + word[i + 1:] for i in range(len(word))}
 
 
+_SECTION = re.compile(r"^\[\s*([a-z_]+)\s*(?:=>\s*([^\]]*))?\]\s*$")
+
+
+def _language_entries(path: Path) -> list[Entry]:
+    """Entries of one ``i18n/<lang>.txt`` file (sections name the list, optionally a default)."""
+    lang, entries, role, default = path.stem, [], None, None
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        section = _SECTION.match(line.strip())
+        if section:
+            if section.group(1) not in LISTS:
+                raise WaypointError(f"sanitizer term list {path.name}:{number}: unknown list "
+                                    f"{section.group(1)!r}; choose one of: {', '.join(LISTS)}")
+            role, list_default = LISTS[section.group(1)]
+            given = section.group(2)
+            default = list_default if given is None or list_default is None else given.strip()
+            continue
+        entry = parse_line(line, role or "", default, f"{path.name}:{number}", lang)
+        if entry is not None and role is None:
+            raise WaypointError(f"sanitizer term list {path.name}:{number}: entry before any "
+                                f"[list] section")
+        if entry is not None:
+            entries.append(entry)
+    return entries
+
+
 def load_entries(data_dir: Path = DATA_DIR) -> list[Entry]:
+    """Every entry of the English lists and of the ``i18n/`` language files under ``data_dir``."""
     entries = []
     for stem, (role, default) in LISTS.items():
         path = data_dir / f"{stem}.txt"
@@ -128,6 +171,8 @@ def load_entries(data_dir: Path = DATA_DIR) -> list[Entry]:
             entry = parse_line(line, role, default, f"{path.name}:{number}")
             if entry is not None:
                 entries.append(entry)
+    for path in sorted((data_dir / "i18n").glob("*.txt")):
+        entries.extend(_language_entries(path))
     return entries
 
 

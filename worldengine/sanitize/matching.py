@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 
 from worldengine.sanitize.lexicon import Entry, Lexicon
-from worldengine.sanitize.normalize import Token, fold, join_singles, tokenize, variants
+from worldengine.sanitize.normalize import Token, fold, has_cjk, join_singles, tokenize, variants
 
 # A child's age written as a number: "12 year old", "9yo", "aged 14", "15 años".
 _AGE = re.compile(r"(?<![0-9])(?:aged?\s+)?(?:[1-9]|1[0-7])\s*-?\s*(?:years?|yrs?|y\.?\s?o\b\.?|yo\b|"
@@ -111,8 +111,9 @@ def _glued_hits(lex: Lexicon, tokens: list[Token], indexed: bool = True) -> list
     ``indexed=False`` when ``tokens`` is a merged view whose indexes are not the real ones.
     """
     hits = []
-    text, owner = [], []
+    text, owner, offset = [], [], []
     for i, tok in enumerate(tokens):
+        offset.append(len(owner))
         text.append(tok.folded)
         owner.extend([i] * len(tok.folded))
     glued = "".join(text)
@@ -122,7 +123,12 @@ def _glued_hits(lex: Lexicon, tokens: list[Token], indexed: bool = True) -> list
                 continue
             first, last = owner[pos], owner[pos + len(needle) - 1]
             span = (first, last + 1) if indexed else (-1, -1)
-            hits.append(Hit(entry, tokens[first].start, tokens[last].end, *span, "glued"))
+            start, end = tokens[first].start, tokens[last].end
+            tok = tokens[first]
+            if first == last and len(tok.raw) == len(tok.folded) and has_cjk(tok.raw):
+                start += pos - offset[first]  # a name inside CJK text: only its own letters
+                end = start + len(needle)
+            hits.append(Hit(entry, start, end, *span, "glued"))
     for i, tok in enumerate(tokens):  # two known words glued into one token
         span = (i, i + 1) if indexed else (-1, -1)
         for entry in split_terms(lex, tok.folded):
@@ -195,6 +201,28 @@ def _fuzzy_hits(lex: Lexicon, tokens: list[Token], matched: set[int]) -> list[Hi
     return hits
 
 
+_CJK_CHAR = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af"
+# Separators slipped between CJK characters to split a term ("裸 体", "ポ・ル・ノ").
+_CJK_GAP = re.compile(f"(?<=[{_CJK_CHAR}])[\\s.·・_*~-]+(?=[{_CJK_CHAR}])")
+
+
+def _cjk_hits(lex: Lexicon, clean: str) -> list[Hit]:
+    """CJK entries as substrings, also across separators inserted between the characters."""
+    lowered = clean.lower()
+    keep = [True] * len(lowered)
+    for m in _CJK_GAP.finditer(lowered):
+        keep[m.start():m.end()] = [False] * (m.end() - m.start())
+    where = [i for i, k in enumerate(keep) if k]  # compact position -> clean position
+    joined = "".join(lowered[i] for i in where)
+    hits = []
+    for entry in lex.cjk:
+        pos = joined.find(entry.words[0])
+        if pos >= 0:
+            end = where[pos + len(entry.words[0]) - 1] + 1
+            hits.append(Hit(entry, where[pos], end, -1, -1, "cjk"))
+    return hits
+
+
 def find_hits(lex: Lexicon, clean: str, fuzzy: bool = True) -> tuple[list[Token], list[Hit]]:
     """All raw hits in ``clean`` (benign phrases included; filtering happens in detect.py)."""
     tokens = _uncensor(lex, tokenize(clean))
@@ -210,11 +238,7 @@ def find_hits(lex: Lexicon, clean: str, fuzzy: bool = True) -> tuple[list[Token]
     if fuzzy:
         matched = {k for h in hits for k in range(h.tok_start, h.tok_end)}
         hits += _fuzzy_hits(lex, tokens, matched)
-    lowered = clean.lower()
-    for entry in lex.cjk:
-        pos = lowered.find(entry.words[0])
-        if pos >= 0:
-            hits.append(Hit(entry, pos, pos + len(entry.words[0]), -1, -1, "cjk"))
+    hits += _cjk_hits(lex, clean)
     for m in _AGE.finditer(clean):
         hits.append(Hit(AGE_ENTRY, m.start(), m.end(), -1, -1, "age"))
     return tokens, hits

@@ -12,8 +12,15 @@ _DANGLING_LINK = re.compile(r"\b(?:and|or|with|of|featuring|showing|plus|while|w
                             r"being|getting|&)\s*(?=[,.;:!?)]|$)", re.I)
 _LINK_THEN_LINK = re.compile(r"\b(and|with|of|or)\s+(?:and|with|of|or)\b", re.I)
 _DANGLING_ARTICLE = re.compile(r"\b(an?|the)\s+(?=(?:in|on|at|with|by|near|under|inside|of|and|"
-                               r"from|into|beside|behind|during|while|who|[,.;:!?)]|$))", re.I)
+                               r"from|into|beside|behind|during|while|who)\b|[,.;:!?)]|$)", re.I)
 _DOUBLE_ARTICLE = re.compile(r"\b(an?|the|his|her|their|my|our|your)\s+(?:an?|the)\s+", re.I)
+# A replacement that brings its own article after one left in the prompt ("un une silhouette"):
+# keep the replacement's.
+_ARTICLES = r"(?:an?|the|une?|le|la|les|el|los|las|una|uno|ein|eine|einen|einem|der|die|das|il|lo|" \
+            r"um|uma|o|os|as|een|het|de)"
+_FOREIGN_DOUBLE = re.compile(rf"\b{_ARTICLES}\s+(?={_ARTICLES}\s)", re.I)
+_CJK_SPACE = re.compile("(?<=[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]) +"
+                        "(?=[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af])")
 _A_AN = re.compile(r"\b([Aa])(n?)\s+(?=(\w+))")
 _CONSONANT_SOUND = ("uni", "use", "usu", "uti", "eu", "one", "once")
 _SPACE_PUNCT = re.compile(r"\s+([,.;:!?)])")
@@ -58,6 +65,8 @@ def tidy(text: str) -> str:
         text = _REPEAT_PUNCT.sub(r"\1", text)
         text = _LINK_THEN_LINK.sub(r"\1", text)
         text = _DOUBLE_ARTICLE.sub(lambda m: m.group(1) + " ", text)
+        text = _FOREIGN_DOUBLE.sub("", text)
+        text = _CJK_SPACE.sub("", text)
         text = _DANGLING_LINK.sub("", text)
         text = _DANGLING_ARTICLE.sub(lambda m: f"{m.group(1)} scene ", text)
     text = re.sub(r"\b(\w+)(?:\s+\1\b)+", r"\1", text, flags=re.I)  # "figure figure"

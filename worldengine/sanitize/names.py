@@ -1,0 +1,152 @@
+"""Real people beyond the name list: a given name followed by a surname-like word, and a name
+next to a word that says "this is a public person" (streamer, actress, président, 配信者...).
+
+Rules (on tokens of the cleaned prompt, ``normalize.tokenize``):
+- given name + next word, both written like a name (Capitalised, ALL CAPS or oDd casing, not
+  plain lower case), the next word neither a function word nor a listed name stop ("Victoria
+  Falls", "Grace Cathedral") nor a term of another list -> the two words are a person;
+- a person cue + the word after it (or before "the"/a comma + cue), written like a name or like
+  a handle (digits, inner capitals: "xQc", "Ninja2k") -> that word is a person.
+Both give "celebrity" hits replaced by "a person" (a cue and its name together: "the streamer
+Pokimane" -> "the person"), which keeps the sentence.
+"""
+
+from __future__ import annotations
+
+import re
+
+from worldengine.sanitize.language import function_words
+from worldengine.sanitize.lexicon import Entry
+from worldengine.sanitize.matching import Hit
+from worldengine.sanitize.normalize import Token, join_singles
+
+NAME_ENTRY = Entry("celebrity", ("<name>",), False, "a person", "name-pattern", "<name>")
+# A Latin-script name right after (or before) a CJK cue: "配信者のPokimane", "xQc 主播".
+_LATIN_NAME = r"([A-Za-z][A-Za-z0-9_.]*(?: [A-Z][A-Za-z0-9_.]*)?)"
+_AFTER_CJK = re.compile(rf"^[\s:：の的、,]*{_LATIN_NAME}")
+_BEFORE_CJK = re.compile(rf"{_LATIN_NAME}[\s:：の的、,]*$")
+_LINKS = {"the", "la", "le", "el", "der", "die", "il", "o", "a", "de", "named", "called"}
+
+
+def _name_cased(raw: str) -> bool:
+    """Capitalised, ALL CAPS or mixed case: how a name is written (not plain lower case)."""
+    letters = [c for c in raw if c.isalpha()]
+    return bool(letters) and any(c.isupper() for c in letters) and len(letters) >= 2
+
+
+def _handle_like(raw: str) -> bool:
+    """A screen name: letters with digits, or a capital after the first letter ("xQc")."""
+    has_alpha = any(c.isalpha() for c in raw)
+    return has_alpha and (any(c.isdigit() for c in raw) or any(c.isupper() for c in raw[1:]))
+
+
+def _plain_word(tok: Token, taken: set[int], index: int) -> bool:
+    """True when the token cannot be a name: a function word or already another term."""
+    if index in taken or not any(c.isalpha() for c in tok.raw):
+        return True
+    lower = tok.raw.lower()
+    return any(lower in words for words in function_words().values())
+
+
+def _span_hit(entry: Entry, tokens: list[Token], first: int, last: int) -> Hit:
+    return Hit(entry, tokens[first].start, tokens[last].end, first, last + 1, "name")
+
+
+def _given_name_hits(tokens, by_start, taken, stops) -> list[Hit]:
+    hits = []
+    for i in by_start.get("given_name", ()):
+        j = i + 1
+        if j >= len(tokens) or tokens[j].start - tokens[i].end > 1:
+            continue
+        first, second = tokens[i], tokens[j]
+        if not (_name_cased(first.raw) and _name_cased(second.raw)) or j in stops \
+                or _plain_word(second, taken, j) or len(second.folded) < 2:
+            continue
+        hits.append(_span_hit(NAME_ENTRY, tokens, i, j))
+    return hits
+
+
+def _candidate(tokens, k, taken, stops) -> bool:
+    if k < 0 or k >= len(tokens) or k in stops or _plain_word(tokens[k], taken, k):
+        return False
+    return _name_cased(tokens[k].raw) or _handle_like(tokens[k].raw)
+
+
+def _cue_hits(tokens, by_start, taken, stops, people) -> list[Hit]:
+    """Cue + name as one span ("the streamer Pokimane" -> "the person"); ``people`` maps the
+    first and last token of each listed celebrity to that hit's other end."""
+    hits, cues = [], by_start.get("person_cue", set())
+    for c in sorted(cues):
+        first_cue = c
+        while first_cue - 1 in cues:  # "the famous actress X": one span from "famous"
+            first_cue -= 1
+        after = c + 1
+        if after < len(tokens) and tokens[after].folded in _LINKS:  # "streamer named X"
+            after += 1
+        if after in people or _candidate(tokens, after, taken, stops):
+            last = people.get(after, after)
+            if last == after and _candidate(tokens, after + 1, taken, stops):
+                last = after + 1
+            hits.append(_span_hit(NAME_ENTRY, tokens, first_cue, last))
+            continue
+        before = c - 1
+        if before >= 0 and tokens[before].folded in _LINKS:  # "Pokimane the streamer"
+            before -= 1
+        if before in people or _candidate(tokens, before, taken, stops):
+            first = people.get(before, before)
+            if first == before and _candidate(tokens, before - 1, taken, stops):
+                first = before - 1
+            hits.append(_span_hit(NAME_ENTRY, tokens, first, c))
+    return hits
+
+
+def _cjk_cue_hits(clean: str, cues: list[Hit]) -> list[Hit]:
+    """Latin names written next to a cue found as a CJK substring (no token index there)."""
+    hits = []
+    for cue in cues:
+        after = _AFTER_CJK.match(clean[cue.end:])
+        before = _BEFORE_CJK.search(clean[:cue.start])
+        if after and (_name_cased(after.group(1)) or _handle_like(after.group(1))):
+            end = cue.end + after.end(1)
+            hits.append(Hit(NAME_ENTRY, cue.start, end, -1, -1, "name"))
+        elif before and (_name_cased(before.group(1)) or _handle_like(before.group(1))):
+            hits.append(Hit(NAME_ENTRY, before.start(1), cue.end, -1, -1, "name"))
+    return hits
+
+
+def _merged_view(clean: str, tokens: list[Token]) -> list[Token]:
+    """Tokens with spelled-out runs ("M a r c u s") merged into one token each."""
+    singles = join_singles(tokens, clean=clean)
+    if not singles:
+        return tokens
+    rest = [t for t in tokens if not any(s.start <= t.start and t.end <= s.end for s in singles)]
+    return sorted(rest + singles, key=lambda t: t.start)
+
+
+def name_hits(clean: str, tokens: list[Token], hits: list[Hit]) -> list[Hit]:
+    """Person hits found by the rules in ``clean``; ``hits`` are its lexicon hits (their token
+    indexes are recomputed on a view where spelled-out letters form one token)."""
+    cjk_cues = [h for h in hits if h.role == "person_cue" and h.how == "cjk"]
+    by_start: dict[str, set[int]] = {}
+    tokens = _merged_view(clean, tokens)
+    first_at = {t.start: k for k, t in enumerate(tokens)}
+    last_at = {t.end: k for k, t in enumerate(tokens)}
+    taken, stops, people = set(), set(), {}
+    for hit in hits:
+        if hit.start not in first_at or hit.end not in last_at:
+            continue
+        hit = Hit(hit.entry, hit.start, hit.end, first_at[hit.start], last_at[hit.end] + 1,
+                  hit.how)
+        if hit.role == "celebrity":
+            people[hit.tok_start], people[hit.tok_end - 1] = hit.tok_end - 1, hit.tok_start
+        if hit.role in ("given_name", "person_cue"):
+            by_start.setdefault(hit.role, set()).add(hit.tok_start)
+        elif hit.role == "name_stop":
+            stops.update(range(hit.tok_start, hit.tok_end))
+        else:
+            taken.update(range(hit.tok_start, hit.tok_end))
+    found = _cjk_cue_hits(clean, cjk_cues) if cjk_cues else []
+    if by_start:
+        found += _given_name_hits(tokens, by_start, taken, stops)
+        found += _cue_hits(tokens, by_start, taken, stops, people)
+    return found
