@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import logging
 
+from worldengine.options import Device, DType, FitMode, Quant
+
 from . import host, registry, stream
 from .controls_node import WaypointControllerInput
-from .world import WAYPOINT_CONTROLS, WAYPOINT_ENGINE, WAYPOINT_LATENTS, WAYPOINT_WORLD, DecodeStream, \
-    World, WorldLatents, new_world
+from .world import WAYPOINT_CONTROLS, WAYPOINT_ENGINE, WAYPOINT_LATENTS, WAYPOINT_WORLD, WorldLatents, new_world
 
 CATEGORY = "Waypoint"
-DEVICES = ("auto", "cpu", "cuda")
-FIT_MODES = ("crop", "stretch", "pad", "error")
 TOY_WORLD = "toyworld (offline demo)"   # the small world this pack ships (models/toyworld)
 
 
@@ -42,10 +41,10 @@ class WaypointLoad:
                 "model": (model_choices(), {"tooltip": "A model folder under models/waypoint/ (config.yaml + "
                                                        "model.safetensors + autoencoder files), or a Hugging Face "
                                                        "repo id, downloaded into models/waypoint/ on first use."}),
-                "device": (list(DEVICES), {"default": "auto", "tooltip": "auto = ComfyUI's device (CPU with --cpu)."}),
-                "dtype": (list(registry.DTYPES), {"default": "auto",
+                "device": (Device.values(), {"default": "auto", "tooltip": "auto = ComfyUI's device (CPU with --cpu)."}),
+                "dtype": (DType.values(), {"default": "auto",
                                                  "tooltip": "auto = bfloat16 on GPU, float32 on CPU."}),
-                "quant": (list(registry.QUANTS), {"default": "none",
+                "quant": (Quant.values(), {"default": "none",
                                                  "tooltip": "int8 = W8A8 linears: faster, less memory, small drift. "
                                                             "fp8 = e4m3 W8A8, on GPUs with fp8 (Ada, Hopper)."}),
                 "compile": ("BOOLEAN", {"default": False,
@@ -64,7 +63,7 @@ class WaypointLoad:
 
     def load(self, model, device="auto", dtype="auto", quant="none", compile=False, repo_id=""):
         from worldengine.errors import WaypointError
-        from worldengine.rollout import DEFAULT_MODEL, TOY_MODEL_DIR
+        from worldengine.hub import DEFAULT_MODEL, TOY_MODEL_DIR
 
         source = (repo_id or "").strip() or model
         if source == TOY_WORLD:
@@ -113,7 +112,7 @@ class WaypointSeedFrame:
                 "image": ("IMAGE", {"tooltip": "Seed image(s) from any image node. Waypoint-1.5 encodes 4 frames "
                                                "per latent: 1 image is repeated 4x, a batch of 4k images gives k "
                                                "seed latents (other counts are padded with the first image)."}),
-                "fit": (list(FIT_MODES), {"default": "crop",
+                "fit": (FitMode.values(), {"default": "crop",
                                           "tooltip": "Images not 16:9: crop (centre), stretch, pad (black bars) or "
                                                      "error. 16:9 images are simply resized."}),
             },

@@ -17,9 +17,6 @@ import threading
 import weakref
 from dataclasses import dataclass
 
-DTYPES = ("auto", "float32", "bfloat16", "float16")
-QUANTS = ("none", "int8", "fp8")
-
 
 @dataclass(frozen=True)
 class EngineKey:
@@ -36,17 +33,6 @@ _lock = threading.RLock()
 _engines: dict[EngineKey, "weakref.ref"] = {}
 _pinned: list = []          # [(key, engine)] for the most recently requested engine
 _load_count = 0             # number of real loads, for tests and the log
-
-
-def resolve_dtype(name: str, device: str):
-    """torch dtype for a dtype option; "auto" is bfloat16 on accelerators, float32 on CPU."""
-    import torch
-    if name == "auto":
-        return torch.float32 if device.startswith("cpu") else torch.bfloat16
-    if name not in DTYPES:
-        from worldengine.errors import WaypointError
-        raise WaypointError(f"dtype must be one of {DTYPES}, got {name!r}")
-    return getattr(torch, name)
 
 
 def get_engine(key: EngineKey, models_dir: str | None = None):
@@ -96,11 +82,9 @@ def _drop_dead_refs() -> None:
 
 def _load(key: EngineKey, models_dir: str | None):
     from worldengine.engine import load_engine
-    dtype = resolve_dtype(key.dtype, key.device)
-    quant = None if key.quant == "none" else key.quant
     _empty_device_cache()
-    return load_engine(key.model, models_dir=models_dir, device=key.device, dtype=dtype,
-                                   quant=quant, compile=key.compile)
+    return load_engine(key.model, models_dir=models_dir, device=key.device, dtype=key.dtype,
+                       quant=key.quant, compile=key.compile)
 
 
 def _empty_device_cache() -> None:

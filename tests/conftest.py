@@ -36,7 +36,7 @@ def tiny_models_dir(tmp_path_factory) -> Path:
     frames), `tiny-wp1` (Waypoint-1 with a narrow AE), `no-ae-wp15` (no autoencoder files)."""
     import shutil
 
-    from worldengine.testing import write_tiny_checkpoint
+    from worldengine.synthetic import write_tiny_checkpoint
 
     root = tmp_path_factory.mktemp("models")
     waypoint = root / "waypoint"

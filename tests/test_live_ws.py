@@ -18,7 +18,7 @@ import torch
 from aiohttp import WSMsgType, web
 from aiohttp.test_utils import TestClient, TestServer
 
-from worldengine.live_protocol import unpack_frame
+from worldengine.live.protocol import unpack_frame
 
 SMALL = {"height": 2, "width": 4, "tokens_per_frame": 8}
 LOAD_SECONDS = float(os.environ.get("WAYPOINT_LIVE_LOAD_SECONDS", "4"))
@@ -28,7 +28,7 @@ RATE = 1000
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     from nodes.core import WaypointLoad, WaypointSeedFrame
-    from worldengine.testing import write_tiny_checkpoint
+    from worldengine.synthetic import write_tiny_checkpoint
     folder = write_tiny_checkpoint(tmp_path_factory.mktemp("livews") / "m", model_type="waypoint-1.5", **SMALL)
     engine = WaypointLoad().load(str(folder), "cpu", "float32", "none", False)[0]
     image = torch.rand(1, 36, 64, 3, generator=torch.Generator().manual_seed(0))
@@ -37,11 +37,11 @@ def world(tmp_path_factory):
 
 @pytest.fixture()
 def bound(world, monkeypatch, tmp_path):
-    from nodes import live
+    from nodes.live import WaypointLivePlay, bindings
     monkeypatch.chdir(tmp_path)      # snapshots go to ./output outside ComfyUI
-    live.WaypointLivePlay().bind_world(world, 3, "auto", unique_id="42")
-    yield live
-    live.unbind("42")
+    WaypointLivePlay().bind_world(world, 3, "auto", unique_id="42")
+    yield bindings
+    bindings.unbind("42")
 
 
 def run(coro):
@@ -49,7 +49,7 @@ def run(coro):
 
 
 async def client():
-    from nodes import live_routes
+    from nodes.live import routes as live_routes
     routes = web.RouteTableDef()
     live_routes.add_routes(routes)
     app = web.Application()

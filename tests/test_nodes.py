@@ -382,7 +382,7 @@ def test_pack_loads_like_comfyui_with_optional_modules_missing(repo_root):
 
 
 def test_default_model_falls_back_to_the_toy_world_offline(models, monkeypatch):
-    from worldengine.rollout import TOY_MODEL_DIR
+    from worldengine.hub import TOY_MODEL_DIR
 
     if not (TOY_MODEL_DIR / "model.safetensors").is_file():
         pytest.skip(f"the toy world is not shipped at {TOY_MODEL_DIR}")

@@ -2,17 +2,16 @@
 
 import shutil
 from types import SimpleNamespace
-from pathlib import Path
 
 import pytest
 import torch
 
-from worldengine.autoencoder import load_autoencoder
+from worldengine.ae import load_autoencoder
 from worldengine.errors import WaypointError
 from worldengine.images import to_frames, to_uint8
-from worldengine.owl_ae import fold_weight_norm, load_owl_ae, read_config
+from worldengine.ae.owl import fold_weight_norm, load_owl_ae, read_config
 from oracles import ORACLES, oracle_reference
-from worldengine.testing_ae import write_random_owl_ae
+from worldengine.synthetic.ae import write_random_owl_ae
 
 ORACLE = ORACLES / "owlae_tiny"
 TOL = 1e-4
@@ -112,7 +111,7 @@ def test_wrong_shapes_are_named(tmp_path, oracle):
 
 def test_toy_ae_through_facade(tmp_path):
     """The offline toy world's per-frame AE loads through the same facade (found before any other AE)."""
-    from worldengine.toy_ae import ToyPatchAE
+    from worldengine.ae.toy import ToyPatchAE
     clip = torch.rand(8, 3, 64, 128, generator=torch.Generator().manual_seed(0))
     ToyPatchAE.fit(clip, 8, 16).save(tmp_path / "toy_ae.safetensors")
     ae = load_autoencoder(tmp_path, SimpleNamespace(uses_taehv=False, latent_shape=(16, 8, 16), ae_uri=None))

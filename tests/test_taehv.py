@@ -1,17 +1,16 @@
 """TAEHV 1.5: oracle parity (streaming + batch), stream state, loader errors, the AE facade."""
 
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
 
-from worldengine.autoencoder import find_autoencoder_files, load_autoencoder, measure_decode_fps
+from worldengine.ae import find_autoencoder_files, load_autoencoder, measure_decode_fps
 from worldengine.errors import WaypointError
-from worldengine.taehv import load_taehv, read_state_dict
-from worldengine.taehv_stream import TAEHVDecoderStream, TAEHVEncoderStream
+from worldengine.ae.taehv import load_taehv, read_state_dict
+from worldengine.ae.taehv_causal import TAEHVDecoderStream, TAEHVEncoderStream
 from oracles import ORACLES, oracle_reference
-from worldengine.testing_ae import random_taehv_state, write_random_taehv
+from worldengine.synthetic.ae import random_taehv_state, write_random_taehv
 
 ORACLE = ORACLES / "taehv_tiny"
 TOL = 1e-4

@@ -16,7 +16,7 @@ from worldengine.controls import Controls
 from worldengine.engine import WorldEngine, build_model
 from worldengine.errors import WaypointError
 from worldengine.model import WaypointDiT
-from worldengine.toy_ae import ToyPatchAE, load_toy_ae
+from worldengine.ae.toy import ToyPatchAE, load_toy_ae
 
 
 def test_renderer_turn_left_moves_scene_right_and_w_walks():

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import torch
 
-from .config import WaypointConfig
-from .errors import WaypointError
+from worldengine.config import WaypointConfig
+from worldengine.errors import WaypointError
 
 BLOCK = re.compile(r"^transformer\.blocks\.(\d+)\.(.+)$")
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import WaypointError
+from worldengine.errors import WaypointError
 
 MODEL_TYPES = ("waypoint-1", "waypoint-1.5")
 NOISE_CONDITIONINGS = (None, "wan", "dit_air")

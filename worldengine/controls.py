@@ -12,7 +12,7 @@ from typing import Iterable
 
 import torch
 
-from .errors import WaypointError
+from worldengine.errors import WaypointError
 
 TRACK_FORMAT = "waypoint-control-track/1"
 MAX_TRACK_FRAMES = 1_000_000

@@ -13,25 +13,13 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import check_canonical, read_safetensors, remap_published_waypoint15, to_inference_layout
-from .config import WaypointConfig, load_config
-from .errors import WaypointError
-from .hub import resolve_model_folder
-from .model import WaypointDiT
-from .rope import RopeTables
-from .session import WorldSession
-
-QUANT_MODES = (None, "none", "int8", "int8wo", "fp8")   # int8: W8A8; int8wo: int8 weights only; fp8: e4m3 W8A8
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-def parse_dtype(dtype: str | torch.dtype) -> torch.dtype:
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    if dtype not in DTYPES:
-        raise WaypointError(f"unknown dtype {dtype!r}; choose one of {sorted(DTYPES)}")
-    return DTYPES[dtype]
-
+from worldengine.checkpoint import check_canonical, read_safetensors, remap_published_waypoint15, to_inference_layout
+from worldengine.config import WaypointConfig, load_config
+from worldengine.hub import resolve_model_folder
+from worldengine.model import WaypointDiT
+from worldengine.options import Quant, parse_quant, torch_device, torch_dtype
+from worldengine.rope import RopeTables
+from worldengine.session import WorldSession
 
 class WorldEngine:
     """Loaded weights plus everything precomputed from them; create worlds with `new_session`."""
@@ -58,14 +46,14 @@ class WorldEngine:
     def has_autoencoder(self) -> bool:
         if self._autoencoder is not None:
             return True
-        from .autoencoder import find_autoencoder_files
+        from worldengine.ae import find_autoencoder_files
         return self.folder is not None and find_autoencoder_files(self.folder, self.config) is not None
 
     @property
     def autoencoder(self):
         """The model's autoencoder (loaded on first use), or None when its files are absent."""
         if self._autoencoder is None and self.folder is not None:
-            from .autoencoder import find_autoencoder_files, load_autoencoder  # deferred: images only
+            from worldengine.ae import find_autoencoder_files, load_autoencoder  # deferred: images only
             if find_autoencoder_files(self.folder, self.config) is not None:
                 self._autoencoder = load_autoencoder(self.folder, self.config, self.device)
         return self._autoencoder
@@ -73,7 +61,7 @@ class WorldEngine:
     def require_autoencoder(self):
         """The autoencoder, or a WaypointError saying which files to put where."""
         if self.autoencoder is None:
-            from .autoencoder import load_autoencoder
+            from worldengine.ae import load_autoencoder
             load_autoencoder(self.folder or Path("."), self.config, self.device)  # raises the message
         return self.autoencoder
 
@@ -104,10 +92,8 @@ def load_engine(source: str | Path, models_dir: str | Path | None = None, device
                 dtype: str | torch.dtype = torch.float32, quant: str | None = None,
                 compile: bool = False) -> WorldEngine:
     """Load a Waypoint model from a folder (config.yaml + model.safetensors) or a Hugging Face repo id."""
-    dtype = parse_dtype(dtype)
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise WaypointError("device 'cuda' was asked for but CUDA is not available here")
+    device = torch_device(device)
+    dtype = torch_dtype(dtype, device)
     folder = resolve_model_folder(source, models_dir)
     config = load_config(folder)
     weights = folder / "model.safetensors"
@@ -125,20 +111,19 @@ def load_engine(source: str | Path, models_dir: str | Path | None = None, device
 
 def apply_speed_options(engine: WorldEngine, quant: str | None, compile: bool):
     """Load-time speed options: INT8 linears and/or a compiled forward. Eager is the default."""
-    if quant not in QUANT_MODES:
-        raise WaypointError(f"unknown quantization {quant!r}; choose one of {[q for q in QUANT_MODES if q]}")
-    if quant == "fp8":
-        from .fp8 import require_fp8_device
+    quant = parse_quant(quant)
+    if quant is Quant.FP8:
+        from worldengine.quant.fp8 import require_fp8_device
         require_fp8_device(engine.device)
-    if quant in ("int8", "int8wo", "fp8"):
-        from .int8 import DEFAULT_SKIP, quantize_linears
+    if quant is not Quant.NONE:
+        from worldengine.quant.int8 import DEFAULT_SKIP, quantize_linears
         # The noise MLP and modulation projections only ran at load (their outputs are cached per sigma).
-        quantize_linears(engine.model, skip=DEFAULT_SKIP + ("denoise_step_emb", "cond_proj"), mode=quant,
+        quantize_linears(engine.model, skip=DEFAULT_SKIP + ("denoise_step_emb", "cond_proj"), mode=quant.value,
                          rows_hint=engine.config.tokens_per_frame)
     if compile:
-        from .compile import compile_forward
+        from worldengine.compile import compile_forward
         engine.forward = compile_forward(engine)
-    engine.options = {"quant": quant or "none", "compile": bool(compile)}
+    engine.options = {"quant": quant.value, "compile": bool(compile)}
 
 
 def model_fingerprint(config: WaypointConfig, model: WaypointDiT) -> str:

@@ -4,11 +4,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .errors import WaypointError
+from worldengine.errors import WaypointError
 
 REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 MODEL_FILES = ("config.yaml", "model.safetensors")
-AE_PATTERNS = ("*.yml", "*.yaml", "*.safetensors", "*.pth", "*.json")
+DEFAULT_MODEL = "Overworld/Waypoint-1.5-1B-360P"
+# The offline world this pack ships (trained by tools/toyworld), used when the default model is absent.
+TOY_MODEL_DIR = Path(__file__).resolve().parents[1] / "models" / "toyworld"
 
 KNOWN_MODELS = {
     "Overworld/Waypoint-1.5-1B-360P": "Waypoint-1.5 1B, 360P (TAEHV 1.5 autoencoder from Overworld-Models/taehv1_5)",
@@ -65,3 +67,21 @@ def _check_folder(folder: Path):
     if missing:
         raise WaypointError(f"model folder {folder} lacks {missing}; a Waypoint model folder holds "
                             f"{list(MODEL_FILES)} (plus its autoencoder files)")
+
+
+def resolve_model(source: str | None, models_dir: Path, log=print) -> tuple[Path, str]:
+    """(folder, note). `None`/"default": the real default model, else the toy world, else a tiny random model."""
+    if source not in (None, "default"):
+        return resolve_model_folder(source, models_dir), ""
+    try:
+        return resolve_model_folder(DEFAULT_MODEL, models_dir), ""
+    except WaypointError as err:
+        log(f"[worldengine] default model unavailable: {err}")
+    if (TOY_MODEL_DIR / "model.safetensors").is_file():
+        return TOY_MODEL_DIR, "using the shipped offline toy world (models/toyworld)"
+    from worldengine.synthetic import write_tiny_checkpoint
+
+    folder = models_dir / "tiny-random"
+    if not (folder / "model.safetensors").is_file():
+        write_tiny_checkpoint(folder)
+    return folder, "using a tiny RANDOM model: frames are noise, not a world"

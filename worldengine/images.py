@@ -17,29 +17,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .errors import Choice, WaypointError
+from worldengine.errors import WaypointError
+from worldengine.options import FitMode
 
 CONTENT_ASPECT = 16 / 9
 _ASPECT_TOLERANCE = 0.01  # relative; 854x480 counts as 16:9
 # TAEHV pixel size -> the 16:9 size the reference engine shows its output at
 DISPLAY_SIZES = {(256, 512): (360, 640), (512, 1024): (720, 1280)}
-
-
-class FitMode(Choice):
-    """What to do with input whose aspect ratio is not the model's.
-
-    stretch: resize to the target, distorting; crop: centre-crop to the content aspect, then resize;
-    pad: letterbox with black to the content aspect, then resize; error: refuse (the default).
-    """
-
-    STRETCH = "stretch"
-    CROP = "crop"
-    PAD = "pad"
-    ERROR = "error"
-
-    @classmethod
-    def label(cls) -> str:
-        return "fit mode"
 
 
 def _as_tensor(image) -> torch.Tensor:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import torch
 
-from .config import WaypointConfig
-from .errors import WaypointError
+from worldengine.config import WaypointConfig
+from worldengine.errors import WaypointError
 
 
 class RingKVCache:

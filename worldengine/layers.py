@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .rope import apply_rope
+from worldengine.rope import apply_rope
 
 FP32_EPS = torch.finfo(torch.float32).eps
 

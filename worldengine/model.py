@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import WaypointConfig
-from .layers import MLP, ControllerFusion, CrossAttention, MoE, SelfAttention, linear, rms
+from worldengine.config import WaypointConfig
+from worldengine.layers import MLP, ControllerFusion, CrossAttention, MoE, SelfAttention, linear, rms
 
 
 @dataclass

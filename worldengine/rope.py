@@ -9,7 +9,7 @@ import math
 
 import torch
 
-from .config import WaypointConfig
+from worldengine.config import WaypointConfig
 
 
 def _bf16_round_if(values: torch.Tensor, round_to_bf16: bool) -> torch.Tensor:

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import torch
 
-from .compile import mark_static_buffers
-from .controls import Controls
-from .errors import WaypointError
-from .kv_cache import RingKVCache
+from worldengine.compile import mark_static_buffers
+from worldengine.controls import Controls
+from worldengine.errors import WaypointError
+from worldengine.kv_cache import RingKVCache
 
 SNAPSHOT_FORMAT = "waypoint-world-snapshot/1"
 
@@ -226,7 +226,7 @@ class WorldSession:
         save_file({k: v.contiguous() for k, v in snap.tensors.items()}, str(path), metadata=metadata)
 
     def load_snapshot(self, path: str | Path):
-        from .checkpoint import read_safetensors
+        from worldengine.checkpoint import read_safetensors
         from safetensors import safe_open
 
         path = Path(path)

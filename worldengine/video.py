@@ -5,7 +5,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import WaypointError
+from worldengine.errors import WaypointError
 
 
 def write_frames(frames_uint8: torch.Tensor, out: str | Path, fps: float = 60.0) -> Path:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import torch
 
-from .controls import Controls
-from .errors import WaypointError
+from worldengine.controls import Controls
+from worldengine.errors import WaypointError
 
 ORACLE_FORMAT = "waypoint-rollout-oracle/1"
 
@@ -16,7 +16,7 @@ def read_rollout_inputs(path: str | Path) -> tuple[dict, dict]:
     """(tensors, metadata) of an inputs file, with controls parsed into Controls lists."""
     from safetensors import safe_open
 
-    from .checkpoint import read_safetensors
+    from worldengine.checkpoint import read_safetensors
 
     path = Path(path)
     tensors = read_safetensors(path)

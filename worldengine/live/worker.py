@@ -1,4 +1,4 @@
-"""One stepping thread per device, shared by that device's live sessions (`worldengine.live`).
+"""One stepping thread per device, shared by that device's live sessions (`worldengine.live.session`).
 
 A worker runs whichever attached session may step now (`wait_time(now) == 0`), round-robin, and
 sleeps until the soonest one may; a session that raises is failed alone and the thread goes on.
@@ -10,7 +10,7 @@ import time
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .live import LiveSession
+    from worldengine.live.session import LiveSession
 
 
 class DeviceWorker:

@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import WaypointError
-from .taehv import check_state_dict
+from worldengine.errors import WaypointError
+from worldengine.ae.taehv import check_state_dict
 
 ENCODER_SIZE = (512, 512)  # the encoder squeezes every input to this square first
 DECODER_SIZE = (360, 640)  # the decoder stretches its square output back to this

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import torch
 
-from .owl_ae import OwlAE, OwlAEConfig, fold_weight_norm
-from .taehv import TAEHV, run_blocks
+from worldengine.ae.owl import OwlAE, OwlAEConfig, fold_weight_norm
+from worldengine.ae.taehv import TAEHV, run_blocks
 
 
 def _random_like(shape: torch.Size, fan_in: int, gain: float, generator: torch.Generator) -> torch.Tensor:
@@ -124,11 +124,11 @@ def bench_random_taehv(latent_hw: tuple[int, int] = (16, 32), n_latents: int = 4
                        dtype: torch.dtype = torch.float32, device: str = "cpu") -> dict:
     """Decode throughput of a random full-size TAEHV 1.5 (default 360P: 256x512 shown at 360x640).
 
-    `python -c "from worldengine.testing_ae import bench_random_taehv as b; print(b())"`
+    `python -c "from worldengine.synthetic.ae import bench_random_taehv as b; print(b())"`
     """
     import tempfile
 
-    from .autoencoder import load_autoencoder, measure_decode_fps
+    from worldengine.ae import load_autoencoder, measure_decode_fps
 
     with tempfile.TemporaryDirectory() as folder:
         write_random_taehv(Path(folder) / "taehv1_5.safetensors")

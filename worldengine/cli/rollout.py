@@ -6,38 +6,14 @@ from pathlib import Path
 
 import torch
 
-from .controls import Controls, ControlTrack
-from .errors import WaypointError
-
-DEFAULT_MODEL = "Overworld/Waypoint-1.5-1B-360P"
-TOY_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "toyworld"
-
+from worldengine.controls import Controls, ControlTrack
+from worldengine.errors import WaypointError
 
 def default_track(frames: int, seed: int = 0) -> ControlTrack:
     """Walk forward for the first half, then keep walking while turning left."""
     walk = Controls.from_keys(["W"])
     turn = Controls.from_keys(["W"], mouse=(-0.3, 0.0))
     return ControlTrack(tuple(walk if i < frames // 2 else turn for i in range(frames)), seed)
-
-
-def resolve_model(source: str | None, models_dir: Path, log=print) -> tuple[Path, str]:
-    """(folder, note). `None`/"default": the real default model, else the toy world, else a tiny random model."""
-    from .hub import resolve_model_folder
-
-    if source not in (None, "default"):
-        return resolve_model_folder(source, models_dir), ""
-    try:
-        return resolve_model_folder(DEFAULT_MODEL, models_dir), ""
-    except WaypointError as err:
-        log(f"[worldengine] default model unavailable: {err}")
-    if (TOY_MODEL_DIR / "model.safetensors").is_file():
-        return TOY_MODEL_DIR, "using the shipped offline toy world (models/toyworld)"
-    from .testing import write_tiny_checkpoint
-
-    folder = models_dir / "tiny-random"
-    if not (folder / "model.safetensors").is_file():
-        write_tiny_checkpoint(folder)
-    return folder, "using a tiny RANDOM model: frames are noise, not a world"
 
 
 def seed_frames_from_file(path: str | Path | None, pixel_size: tuple[int, int]) -> torch.Tensor:
@@ -62,7 +38,7 @@ def seed_frames_from_file(path: str | Path | None, pixel_size: tuple[int, int]) 
 def rollout_frames(engine, seed: torch.Tensor, track: ControlTrack, fit: str = "error",
                    prompt_emb: torch.Tensor | None = None, progress=None) -> torch.Tensor:
     """Seed a fresh world, step it along `track`, decode: uint8 frames [T, H, W, 3] (seed frames first)."""
-    from .images import to_uint8
+    from worldengine.images import to_uint8
 
     session = engine.new_session()
     if engine.config.has_prompt:

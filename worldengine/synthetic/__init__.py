@@ -11,8 +11,8 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import canonical_shapes
-from .config import WaypointConfig, config_from_dict
+from worldengine.checkpoint import canonical_shapes
+from worldengine.config import WaypointConfig, config_from_dict
 
 TINY_WP1_OVERRIDES = {
     "model_type": "waypoint-1", "global_attn_offset": 0, "value_residual": False, "gated_attn": True,
@@ -25,7 +25,7 @@ TINY_WP1_OVERRIDES = {
 
 def tiny_config_dict(model_type: str = "waypoint-1.5", **overrides) -> dict:
     """The oracle-sized config (d_model 64, 4 layers, 8x16 tokens) as a config.yaml dict."""
-    from .presets import TINY
+    from worldengine.synthetic.presets import TINY
 
     values = copy.deepcopy(TINY)
     if model_type == "waypoint-1":
@@ -125,7 +125,7 @@ def write_tiny_checkpoint(folder: str | Path, model_type: str = "waypoint-1.5", 
     geometry = AE_GEOMETRY[model_type] if with_ae else {}
     folder = write_checkpoint(folder, tiny_config_dict(model_type, **{**geometry, **overrides}), seed=seed)
     if with_ae:
-        from .testing_ae import write_random_owl_ae, write_random_taehv
+        from worldengine.synthetic.ae import write_random_owl_ae, write_random_taehv
         if model_type == "waypoint-1.5":
             write_random_taehv(folder / "taehv1_5.safetensors", seed=seed)
         else:

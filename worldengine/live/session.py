@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .controls import MAX_TRACK_FRAMES, Controls, ControlTrack
-from .errors import WaypointError
-from .live_frames import MIME, RecentFrames, decode_images, encode_image
-from .live_worker import worker_for
+from worldengine.controls import MAX_TRACK_FRAMES, Controls, ControlTrack
+from worldengine.errors import WaypointError
+from worldengine.live.frames import MIME, RecentFrames, decode_images, encode_image
+from worldengine.live.worker import worker_for
 
 MOUSE_LIMIT = 10.0   # summed mouse motion per frame is clamped to this (ControllerInput's range)
 
@@ -185,7 +185,7 @@ class LiveSession:
     def export_clip(self, path, seconds: float = 10.0):
         """Write the last `seconds` of shown frames to `path` (.mp4 needs PyAV; .webp / .gif with
         Pillow) at the rate they were shown. Returns the path."""
-        from .video import write_frames
+        from worldengine.video import write_frames
         images, fps = self.recent.clip(seconds)
         if not images:
             raise WaypointError("nothing was shown yet: play before exporting a clip")

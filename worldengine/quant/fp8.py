@@ -1,7 +1,7 @@
 """FP8 (e4m3) W8A8 linear layers through ``torch._scaled_mm``, for GPUs with fp8 tensor cores.
 
 Weights are stored as float8_e4m3fn ``weight_q`` [out_features, in_features] with one float32 scale
-per output channel (`worldengine.qlinear`); activations are quantized per token at run time (dynamic,
+per output channel (`worldengine.quant.base`); activations are quantized per token at run time (dynamic,
 symmetric). ``_scaled_mm`` accumulates the product, applies both scale vectors in its epilogue
 ("rowwise" scaling) and returns bfloat16, which is cast to the activation dtype. CUDA runs it on
 compute capability 8.9+ (Ada, Hopper); CPU torch runs the same op in software, which is slow but lets
@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from worldengine.errors import WaypointError
-from worldengine.qlinear import QuantLinearBase
+from worldengine.quant.base import QuantLinearBase
 
 FP8_DTYPE = torch.float8_e4m3fn
 FP8_MAX = float(torch.finfo(FP8_DTYPE).max)   # 448

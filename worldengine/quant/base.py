@@ -1,4 +1,4 @@
-"""Storage shared by the quantized linear layers (`worldengine.int8`, `worldengine.fp8`).
+"""Storage shared by the quantized linear layers (`worldengine.quant.int8`, `worldengine.quant.fp8`).
 
 A layer keeps its weight as ``weight_q`` [out_features, in_features] in a one-byte dtype with one
 float32 scale per output channel, ``weight_scale`` [out_features] (symmetric, zero point 0:

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import torch
 
-from .errors import WaypointError
-from .presets import PRESETS, preset_config
-from .roofline import ROOFLINE_KEYS, frame_flops, gemm_sizes_for, measure_roofline
+from worldengine.errors import WaypointError
+from worldengine.synthetic.presets import PRESETS, preset_config
+from worldengine.cli.roofline import ROOFLINE_KEYS, frame_flops, gemm_sizes_for, measure_roofline
 
 OPTIMIZED_DEFAULT = {"dtype": "bfloat16", "quant": "int8", "compile": True}
 # Roofline result key per configuration kind (a quant mode or a compute dtype name).
@@ -29,7 +29,7 @@ ROOFLINE_KEY = {**ROOFLINE_KEYS, "bfloat16": ROOFLINE_KEYS["bf16"], "float32": R
 
 def control_cycle(n_buttons: int):
     """Per-frame controls that vary pressed-button count, mouse and scroll (no two neighbours alike)."""
-    from .controls import Controls
+    from worldengine.controls import Controls
 
     keys = [frozenset(), frozenset({87}), frozenset({87, 16}), frozenset({65, 32, 1}), frozenset({68})]
     keys = [frozenset(k for k in ks if k < n_buttons) for ks in keys]
@@ -39,18 +39,19 @@ def control_cycle(n_buttons: int):
 
 def build_engine(config, state: dict, device: str, dtype: str, quant: str | None, compile: bool):
     """A WorldEngine from an inference-layout state dict, with the load-time speed options applied."""
-    from .engine import WorldEngine, apply_speed_options, build_model, parse_dtype
+    from worldengine.engine import WorldEngine, apply_speed_options, build_model
+    from worldengine.options import torch_dtype
 
     # build_model consumes the dict it is given; the caller's state serves every configuration.
-    model = build_model(config, dict(state), torch.device(device), parse_dtype(dtype))
+    model = build_model(config, dict(state), torch.device(device), torch_dtype(dtype))
     engine = WorldEngine(config, model)
     apply_speed_options(engine, quant=quant, compile=compile)
     return engine
 
 
 def random_state(config, seed: int = 0) -> dict:
-    from .checkpoint import to_inference_layout
-    from .testing import random_canonical_state
+    from worldengine.checkpoint import to_inference_layout
+    from worldengine.synthetic import random_canonical_state
 
     return to_inference_layout(random_canonical_state(config, seed), config)
 
@@ -227,7 +228,7 @@ def parse_args(argv):
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         parser.error("--device cuda asked for but CUDA is not available")
     if args.quant == "fp8":
-        from .fp8 import require_fp8_device
+        from worldengine.quant.fp8 import require_fp8_device
         try:
             require_fp8_device(args.device)   # before the roofline runs, not after it
         except WaypointError as err:

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import WaypointError
+from worldengine.errors import WaypointError
 
 TOY_AE_NAME = "toy_ae.safetensors"
 TOY_AE_FORMAT = "waypoint-toy-ae/1"

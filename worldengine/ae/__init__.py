@@ -19,12 +19,13 @@ from pathlib import Path
 
 import torch
 
-from .errors import WaypointError
-from .images import CONTENT_ASPECT, FitMode, aspect_matches, display_size, fit_frames, resize_frames
-from .owl_ae import DECODER_SIZE, ENCODER_SIZE, OwlAE, load_owl_ae
-from .taehv import FRAMES_PER_LATENT, LATENT_CHANNELS, SPATIAL_SCALE, TAEHV, load_taehv
-from .taehv_stream import StreamState, TAEHVDecoderStream, TAEHVEncoderStream
-from .toy_ae import TOY_AE_NAME, load_toy_ae
+from worldengine.errors import WaypointError
+from worldengine.images import CONTENT_ASPECT, aspect_matches, display_size, fit_frames, resize_frames
+from worldengine.options import FitMode
+from worldengine.ae.owl import DECODER_SIZE, ENCODER_SIZE, OwlAE, load_owl_ae
+from worldengine.ae.taehv import FRAMES_PER_LATENT, LATENT_CHANNELS, SPATIAL_SCALE, TAEHV, load_taehv
+from worldengine.ae.taehv_causal import StreamState, TAEHVDecoderStream, TAEHVEncoderStream
+from worldengine.ae.toy import TOY_AE_NAME, load_toy_ae
 
 TAEHV_NAMES = ("taehv1_5.safetensors", "taehv1_5.pth")
 OWL_NAMES = ("encoder.safetensors", "decoder.safetensors", "encoder_conf.yml", "decoder_conf.yml")

@@ -1,4 +1,4 @@
-"""CPU int8 GEMM on weights prepacked once for oneDNN, for `worldengine.int8.Int8Linear`.
+"""CPU int8 GEMM on weights prepacked once for oneDNN, for `worldengine.quant.int8.Int8Linear`.
 
 ``torch._int_mm`` on CPU re-lays-out its weight operand on every call; for the weights of a whole
 model pass, which do not stay in cache, that costs about half the GEMM time (measured at 2 threads

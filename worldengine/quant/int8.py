@@ -1,7 +1,7 @@
 """INT8 linear layers: W8A8 (int8 x int8 -> int32 via ``torch._int_mm``) and weight-only int8.
 
 Both keep their weights as int8 ``weight_q`` [out_features, in_features] with one float32 scale per
-output channel (`worldengine.qlinear`; values in [-127, 127]), so they hold a quarter of the fp32
+output channel (`worldengine.quant.base`; values in [-127, 127]), so they hold a quarter of the fp32
 bytes and half of bf16. They run on CPU and CUDA, accept float32 or bfloat16 activations and return
 the activation dtype. Every shape decision is made from static tensor sizes, so the layers trace
 under ``torch.compile(fullgraph=True, dynamic=False)`` without graph breaks.
@@ -12,10 +12,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from worldengine import onednn_int8
+from worldengine.quant import onednn
 from worldengine.errors import WaypointError
-from worldengine.fp8 import Fp8Linear
-from worldengine.qlinear import QuantLinearBase
+from worldengine.quant.fp8 import Fp8Linear
+from worldengine.quant.base import QuantLinearBase
 
 QMAX = 127.0
 # Smallest scale we allow: an all-zero row (weight or token) quantizes to zeros instead of NaN.
@@ -65,11 +65,11 @@ class Int8Linear(QuantLinearBase):
         self.register_buffer("weight_zero_point", None, persistent=False)
 
     def prepare(self, rows_hint: int | None = None) -> None:
-        """On CPU, pack the weight once for oneDNN (`worldengine.onednn_int8`), tuned for ``rows_hint``
+        """On CPU, pack the weight once for oneDNN (`worldengine.quant.onednn`), tuned for ``rows_hint``
         activation rows. The pack holds the same int8 values, so the plain ``weight_q`` is dropped
         (int8 keeps half of bf16's bytes); `stored_weight` and the state dict read it back."""
-        if self.weight_q is not None and self.weight_q.device.type == "cpu" and onednn_int8.available():
-            self.weight_packed = onednn_int8.pack_weight(self.weight_q, rows_hint)
+        if self.weight_q is not None and self.weight_q.device.type == "cpu" and onednn.available():
+            self.weight_packed = onednn.pack_weight(self.weight_q, rows_hint)
             self.weight_zero_point = torch.zeros(self.out_features, dtype=torch.int64)
             self.weight_q = None
             self.rows_hint = rows_hint
@@ -89,13 +89,13 @@ class Int8Linear(QuantLinearBase):
             if tuple(weight.shape) != (self.out_features, self.in_features):
                 raise WaypointError(f"{prefix}weight_q has shape {tuple(weight.shape)}, expected "
                                     f"{(self.out_features, self.in_features)}")
-            self.weight_packed = onednn_int8.pack_weight(weight.to(torch.int8).contiguous(), self.rows_hint)
+            self.weight_packed = onednn.pack_weight(weight.to(torch.int8).contiguous(), self.rows_hint)
 
     def matmul_2d(self, x2d: torch.Tensor) -> torch.Tensor:
         rows = x2d.shape[0]
         q, act_scale = quantize_per_token(x2d)
         if self.weight_packed is not None:
-            return onednn_int8.int8_mm_packed(q, self.weight_packed, self.weight_scale,
+            return onednn.int8_mm_packed(q, self.weight_packed, self.weight_scale,
                                               self.weight_zero_point) * act_scale
         if q.is_cuda and rows < CUDA_MIN_ROWS:
             # Padding rows are zeros: they cost a few wasted rows and are sliced off below.
@@ -131,7 +131,7 @@ def quantize_linears(module: nn.Module, skip=DEFAULT_SKIP, min_features: int = 3
     Eligible: in and out features both divisible by ``min_features`` (and at least that large), and
     a dotted name that contains none of the ``skip`` strings (the reference keeps the controller
     embedding, output norm and unpatchify in float; a custom ``skip`` replaces that default). ``mode``: "int8" (W8A8), "int8wo"
-    (weight-only) or "fp8" (e4m3 W8A8, see `worldengine.fp8`). ``rows_hint``: the activation row count
+    (weight-only) or "fp8" (e4m3 W8A8, see `worldengine.quant.fp8`). ``rows_hint``: the activation row count
     the layers will mostly see (tokens per frame); CPU int8 packs its weights for it.
     """
     if mode not in QUANT_CLASSES:

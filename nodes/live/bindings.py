@@ -1,4 +1,4 @@
-"""Live Play node: binds a workflow world to its widget's live session and outputs what was played.
+"""Which world each Live Play node plays: bindings from node ids to worlds and open live sessions.
 
 Flow: queue once (SeedFrame's world reaches this node, which remembers it under its node id), press
 Play in the widget (a websocket to /waypoint/live/<node id>/ws steps a *copy* of that world in real
@@ -6,20 +6,15 @@ time), then queue again: the node outputs the recorded control track (+ seed) as
 so StepWorld(world, controls, seed=-1) replays exactly the played latents on the same device.
 
 Module-level state (`_bindings`) because ComfyUI re-creates node instances; routes live in
-`live_routes` and are registered on ComfyUI's server when it exists (never in unit tests).
+`routes` and are registered on ComfyUI's server when it exists (never in unit tests).
 """
 from __future__ import annotations
 
-import logging
 import threading
 from dataclasses import dataclass
 
-from . import stream
-from .world import WAYPOINT_CONTROLS, WAYPOINT_WORLD, World
-
-_LOG = logging.getLogger(__name__)
-CATEGORY = "Waypoint"
-PREVIEWS = ("auto", "latent", "decoded")
+from .. import stream
+from ..world import World
 
 
 @dataclass
@@ -31,7 +26,7 @@ class Binding:
     world: World
     seed: int
     preview: str
-    live: object = None              # worldengine.live.LiveSession while a socket is open
+    live: object = None              # worldengine.live.session.LiveSession while a socket is open
     socket: object = None            # that socket (closed when another one takes over)
     last_track: object = None        # ControlTrack of the last closed session
 
@@ -88,7 +83,7 @@ def resolve_preview(preview: str, engine) -> str:
 
 def renderer_factory(world: World):
     """preview name -> a new renderer positioned at `world` (the decoder continues the world's stream)."""
-    from worldengine.live_frames import DecoderPreview, LatentPreview
+    from worldengine.live.frames import DecoderPreview, LatentPreview
 
     engine = world.engine
 
@@ -105,7 +100,7 @@ def renderer_factory(world: World):
 def open_live(binding: Binding, sink, events, settings: dict | None = None):
     """A new LiveSession on the binding's world (closing the one before). Runs restore(): call it
     off the event loop."""
-    from worldengine.live import LiveSession, LiveSettings
+    from worldengine.live.session import LiveSession, LiveSettings
 
     with _lock:
         close_live(binding, binding.live)
@@ -128,77 +123,3 @@ def close_live(binding: Binding, live) -> None:
             binding.last_track = live.track()
             binding.live = None
     live.close()
-
-
-def idle_track(seed: int):
-    """What the node outputs before anything was played: one frame of no input."""
-    from worldengine.controls import Controls, ControlTrack
-    return ControlTrack((Controls(),), seed=seed)
-
-
-class WaypointLivePlay:
-    DESCRIPTION = ("Play the world live inside ComfyUI: queue once, click the widget, press Play and drive with "
-                   "keyboard + mouse (Esc releases). Queue again to output what you played as a control track "
-                   "that Step World (seed -1) replays exactly.")
-
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "world": (WAYPOINT_WORLD, {"tooltip": "The world to play from (e.g. Seed Frame's). Live play runs on "
-                                                      "a copy; this world is never changed."}),
-                "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF,
-                                 "tooltip": "Noise seed of the live session; recorded in the output track."}),
-                "preview": (list(PREVIEWS), {"default": "auto",
-                                             "tooltip": "What the widget shows: decoded frames (the model's "
-                                                        "autoencoder) or a false-colour view of the latent (fast on "
-                                                        "CPU). auto = decoded on GPU, latent on CPU."}),
-            },
-            "hidden": {"unique_id": "UNIQUE_ID"},
-        }
-
-    RETURN_TYPES = (WAYPOINT_CONTROLS,)
-    RETURN_NAMES = ("controls",)
-    FUNCTION = "bind_world"
-    CATEGORY = CATEGORY
-    OUTPUT_NODE = True
-
-    @classmethod
-    def IS_CHANGED(cls, **_):
-        return float("nan")   # the recording changes outside the graph: always run
-
-    def bind_world(self, world, seed=0, preview="auto", unique_id=None):
-        from worldengine.errors import WaypointError
-        if not isinstance(world, World):
-            raise WaypointError(f"LivePlay takes a Waypoint world, got {type(world).__name__}")
-        node_id = str(unique_id) if unique_id is not None else "default"
-        binding = bind(node_id, world, seed, preview)
-        track = binding.current_track()
-        if track is None or len(track) == 0:
-            track = idle_track(int(seed))
-        info = {"node_id": node_id, "recorded_frames": len(track), "seed": track.seed,
-                "frame_index": world.frame_index}
-        return {"ui": {"waypoint_live": [info]}, "result": (track,)}
-
-
-def register_routes() -> bool:
-    """Add the /waypoint/live routes to ComfyUI's server, if one is running in this process."""
-    try:
-        from server import PromptServer
-    except ImportError:
-        return False
-    instance = getattr(PromptServer, "instance", None)
-    if instance is None:
-        return False
-    from . import live_routes
-    live_routes.add_routes(instance.routes)
-    return True
-
-
-try:
-    register_routes()
-except Exception:   # noqa: BLE001 - a route problem must not hide the pack's nodes
-    _LOG.exception("Waypoint live play: could not register the /waypoint/live routes")
-
-NODE_CLASS_MAPPINGS = {"WaypointLivePlay": WaypointLivePlay}
-NODE_DISPLAY_NAME_MAPPINGS = {"WaypointLivePlay": "Live Play (Waypoint)"}

@@ -17,7 +17,7 @@ import io
 import torch
 import torch.nn.functional as F
 
-from .errors import WaypointError
+from worldengine.errors import WaypointError
 
 FORMATS = {"jpeg": "JPEG", "webp": "WEBP"}
 MIME = {"jpeg": "image/jpeg", "webp": "image/webp"}

@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
-from .errors import WaypointError
+from worldengine.errors import WaypointError
 
 
 def _common(parser: argparse.ArgumentParser):
@@ -15,11 +14,10 @@ def _common(parser: argparse.ArgumentParser):
 
 
 def cmd_replay(args) -> int:
-    import torch
     from safetensors.torch import save_file
 
-    from .engine import load_engine
-    from .replay import read_rollout_inputs, replay
+    from worldengine.engine import load_engine
+    from worldengine.cli.replay import read_rollout_inputs, replay
 
     engine = load_engine(args.checkpoint, dtype=args.dtype, device=args.device)
     tensors, metadata = read_rollout_inputs(args.inputs)
@@ -31,10 +29,11 @@ def cmd_replay(args) -> int:
 
 
 def cmd_rollout(args) -> int:
-    from .controls import ControlTrack
-    from .engine import load_engine
-    from .rollout import default_track, print_progress, resolve_model, rollout_frames, seed_frames_from_file
-    from .video import write_frames
+    from worldengine.controls import ControlTrack
+    from worldengine.engine import load_engine
+    from worldengine.cli.rollout import default_track, print_progress, rollout_frames, seed_frames_from_file
+    from worldengine.hub import resolve_model
+    from worldengine.video import write_frames
 
     models_dir = Path(args.models_dir)
     folder, note = resolve_model(args.checkpoint, models_dir)
@@ -55,7 +54,7 @@ def cmd_rollout(args) -> int:
     seed = seed_frames_from_file(seed_image, ae.pixel_size)
     prompt = None
     if engine.config.has_prompt:
-        from .prompt_encoder import encode_prompt_for_engine
+        from worldengine.prompt_encoder import encode_prompt_for_engine
         prompt = encode_prompt_for_engine(engine, args.prompt)
     frames = rollout_frames(engine, seed, track, fit=args.fit, prompt_emb=prompt, progress=print_progress)
     written = write_frames(frames, args.out, fps=args.fps)
@@ -64,7 +63,7 @@ def cmd_rollout(args) -> int:
 
 
 def cmd_bench(argv: list[str]) -> int:
-    from .bench import main
+    from worldengine.cli.bench import main
 
     return main(argv) or 0
 

@@ -23,13 +23,14 @@ import json
 import math
 import struct
 
-from .errors import WaypointError
+from worldengine.errors import WaypointError
+from worldengine.options import Preview
 
 MAX_MESSAGE_BYTES = 4096
 MAX_BUTTONS = 32
 MAX_MOUSE = 1000.0
 MAX_SEQ = 2 ** 53
-PREVIEWS = ("latent", "decoded")
+PREVIEWS = tuple(p for p in Preview.values() if p != Preview.AUTO)   # the socket asks for a concrete one
 IMAGE_FORMATS = ("jpeg", "webp")
 MAX_IN_FLIGHT = 8
 

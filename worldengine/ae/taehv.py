@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import WaypointError
+from worldengine.errors import WaypointError
 
 LATENT_CHANNELS = 32
 PATCH_SIZE = 2  # RGB is pixel-unshuffled 2x2 before the encoder (3 -> 12 channels)

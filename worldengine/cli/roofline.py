@@ -12,7 +12,7 @@ import time
 
 import torch
 
-from worldengine import onednn_int8
+from worldengine.quant import onednn
 
 # Result key of each GEMM kind (integer kinds count operations, float kinds FLOPs).
 ROOFLINE_KEYS = {"fp32": "fp32_gflops", "bf16": "bf16_gflops", "int8": "int8_gops", "fp8": "fp8_gflops"}
@@ -72,10 +72,10 @@ def _gemm_calls(kind: str, a: torch.Tensor, b: torch.Tensor) -> list:
     m, n = a.shape[0], b.shape[1]
     if kind == "int8":
         calls = [lambda: torch._int_mm(a, b)]
-        if a.device.type == "cpu" and onednn_int8.available():
-            packed = onednn_int8.pack_weight(b.t(), m)
+        if a.device.type == "cpu" and onednn.available():
+            packed = onednn.pack_weight(b.t(), m)
             scale, zero = torch.ones(n), torch.zeros(n, dtype=torch.int64)
-            calls.append(lambda: onednn_int8.int8_mm_packed(a, packed, scale, zero))
+            calls.append(lambda: onednn.int8_mm_packed(a, packed, scale, zero))
         return calls
     if kind == "fp8":
         scale_a = torch.ones(m, 1, device=a.device)

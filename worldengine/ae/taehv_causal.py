@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import torch
 
-from .errors import WaypointError
-from .taehv import (FRAMES_PER_LATENT, FRAMES_TO_TRIM, WARMUP_REPEATS, MemBlock, TAEHV,
+from worldengine.errors import WaypointError
+from worldengine.ae.taehv import (FRAMES_PER_LATENT, FRAMES_TO_TRIM, WARMUP_REPEATS, MemBlock, TAEHV,
                     run_blocks)
 
 StreamState = dict[str, "torch.Tensor | int"]

@@ -1,0 +1,6 @@
+"""Serving live worlds over websockets: the wire protocol's socket side, shared by every host.
+
+`socket.drive_socket` runs one live session over one aiohttp websocket (controls in, frames out, status,
+rate-limited errors). The ComfyUI routes (`nodes/live/routes.py`) and any standalone server call it after
+they have decided *which* session a socket may drive; the message format itself is `worldengine.live.protocol`.
+"""
