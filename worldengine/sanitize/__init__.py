@@ -9,8 +9,15 @@ scene, and enriches very short prompts. Fully offline, deterministic, pure Pytho
     result.text      # "A clothed woman on a beach at sunset"
     result.report    # {"categories": ["sexual"], "rewritten": True, ...}
 
-An optional ``rewriter(text, report) -> str`` (e.g. a local LLM) is tried first for flagged
-prompts; its output is re-checked and the built-in rewrite is used if it is still unsafe or fails.
+An optional ``rewriter(text, report) -> str`` (e.g. a local LLM: ``llm.chat_rewriter`` talks to
+any OpenAI-compatible chat endpoint) is tried first for flagged prompts; its output is re-checked
+and the built-in rewrite is used if it is still unsafe or fails.
+
+v2 (issue 19): term lists in 12 more languages (``data/i18n``), language scoping for the few
+terms that are ordinary words elsewhere (``language.py``), people beyond the name list by name
+shape and person cues (``names.py``), minors in harmful situations, CJK terms across separators.
+Prompts over ``MAX_PROMPT_CHARS`` are cut at a word break (reported); non-strings are refused.
+See ``docs/safety.md`` for the design and the measured rates.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from worldengine.sanitize.scene import (DEFAULT_SCENE, content_words, enrich, ne
                                         rebuild_scene)
 
 __all__ = ["sanitize", "detect", "SanitizeResult", "Strictness", "CATEGORIES", "Rewriter",
-           "MAX_PROMPT_CHARS", "bound_prompt"]
+           "MAX_PROMPT_CHARS", "bound_prompt", "warm_up"]
 
 Rewriter = Callable[[str, dict], str]
 MAX_PROMPT_CHARS = 4000  # longer prompts are cut (reported), so time per prompt stays bounded
@@ -45,6 +52,13 @@ class SanitizeResult:
 
     def report_json(self) -> str:
         return json.dumps(self.report, ensure_ascii=False, sort_keys=True)
+
+
+def warm_up() -> None:
+    """Load every table the checks use (term lists, word list), so no prompt pays for it."""
+    from worldengine.sanitize.names import english_words
+    english_words()
+    sanitize("Emma Zorblat, the streamer, in a forest")
 
 
 def bound_prompt(text: str) -> tuple[str, int]:

@@ -59,7 +59,8 @@ class Detection:
 
 
 def _inside(hit: Hit, spans: list[tuple[int, int]]) -> bool:
-    return any(s <= hit.start and hit.end <= e for s, e in spans)
+    """Inside a benign phrase, or running into one ("avec un [pistolet à eau]")."""
+    return any(s <= hit.start and hit.end <= e or hit.start < s < hit.end <= e for s, e in spans)
 
 
 def _drop_contained(hits: list[Hit]) -> list[Hit]:

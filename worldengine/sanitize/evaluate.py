@@ -17,7 +17,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from worldengine.sanitize import Strictness, detect, sanitize
+from worldengine.sanitize import Strictness, detect, sanitize, warm_up
 
 DATA = Path(__file__).resolve().parents[2] / "tests" / "data"
 CATCH_TARGET = 0.95
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--show-failures", action="store_true")
     parser.add_argument("--json", action="store_true", help="print the full result as JSON")
     args = parser.parse_args(argv)
-    sanitize("warm-up: loads the term lists", args.strictness)
+    warm_up()
     res = evaluate(load_jsonl(args.redteam), load_jsonl(args.benign), args.strictness)
     if args.json:
         print(json.dumps(res, indent=1, ensure_ascii=False))

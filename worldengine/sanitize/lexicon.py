@@ -171,9 +171,12 @@ def load_entries(data_dir: Path = DATA_DIR) -> list[Entry]:
             entry = parse_line(line, role, default, f"{path.name}:{number}")
             if entry is not None:
                 entries.append(entry)
-    for path in sorted((data_dir / "i18n").glob("*.txt")):
-        entries.extend(_language_entries(path))
-    return entries
+    foreign = [e for path in sorted((data_dir / "i18n").glob("*.txt"))
+               for e in _language_entries(path)]
+    # A non-ASCII term in both an English list and its language file ("子供", "голая"): the
+    # language file's replacement is in the prompt's language, so it wins.
+    own = {(e.role, e.words, e.prefix) for e in foreign if not e.text.isascii()}
+    return [e for e in entries if (e.role, e.words, e.prefix) not in own] + foreign
 
 
 @functools.lru_cache(maxsize=4)

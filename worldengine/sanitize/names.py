@@ -2,9 +2,11 @@
 next to a word that says "this is a public person" (streamer, actress, président, 配信者...).
 
 Rules (on tokens of the cleaned prompt, ``normalize.tokenize``):
-- given name + next word, both written like a name (Capitalised, ALL CAPS or oDd casing, not
-  plain lower case), the next word neither a function word nor a listed name stop ("Victoria
-  Falls", "Grace Cathedral") nor a term of another list -> the two words are a person;
+- given name + next word that is no English word (SCOWL list, ``english_words``), neither a
+  function word nor a listed name stop ("Victoria Falls") nor a term of another list -> the two
+  words are a person ("kai cenat", "Jaden HOSSLER"; "Jack Frost" stays: "frost" is a word). In a
+  prompt not detected as English both words must also be written like a name (Capitalised, ALL
+  CAPS or oDd casing), as the word list cannot judge foreign words;
 - a person cue + the word after it (or before "the"/a comma + cue), written like a name or like
   a handle (digits, inner capitals: "xQc", "Ninja2k") -> that word is a person.
 Both give "celebrity" hits replaced by "a person" (a cue and its name together: "the streamer
@@ -13,10 +15,12 @@ Pokimane" -> "the person"), which keeps the sentence.
 
 from __future__ import annotations
 
+import functools
+import gzip
 import re
 
-from worldengine.sanitize.language import function_words
-from worldengine.sanitize.lexicon import Entry
+from worldengine.sanitize.language import function_words, languages
+from worldengine.sanitize.lexicon import DATA_DIR, Entry, get_lexicon
 from worldengine.sanitize.matching import Hit
 from worldengine.sanitize.normalize import Token, join_singles
 
@@ -52,17 +56,56 @@ def _span_hit(entry: Entry, tokens: list[Token], first: int, last: int) -> Hit:
     return Hit(entry, tokens[first].start, tokens[last].end, first, last + 1, "name")
 
 
-def _given_name_hits(tokens, by_start, taken, stops) -> list[Hit]:
-    hits = []
+@functools.lru_cache(maxsize=1)
+def english_words() -> frozenset[str]:
+    """Lower-case English words (``data/english_words.txt.gz``, from SCOWL; see its NOTICE)."""
+    with gzip.open(DATA_DIR / "english_words.txt.gz", "rt", encoding="utf-8") as fh:
+        return frozenset(line.strip() for line in fh if line.strip() and line[0] != "#")
+
+
+def _given_name_hits(tokens, by_start, taken, stops, english: bool) -> list[Hit]:
+    """Given name + a word that is no English word ("Kai Cenat", in any casing when the prompt
+    is English; written like a name otherwise, where the word list cannot judge the word)."""
+    hits, words = [], english_words()
     for i in by_start.get("given_name", ()):
         j = i + 1
         if j >= len(tokens) or tokens[j].start - tokens[i].end > 1:
             continue
-        first, second = tokens[i], tokens[j]
-        if not (_name_cased(first.raw) and _name_cased(second.raw)) or j in stops \
-                or _plain_word(second, taken, j) or len(second.folded) < 2:
+        second = tokens[j]
+        if j in stops or _plain_word(second, taken, j) or len(second.folded) < 3 \
+                or not second.folded.isalpha() or second.folded in words:
             continue
-        hits.append(_span_hit(NAME_ENTRY, tokens, i, j))
+        if english or (_name_cased(tokens[i].raw) and _name_cased(second.raw)):
+            hits.append(_span_hit(NAME_ENTRY, tokens, i, j))
+    return hits
+
+
+@functools.lru_cache(maxsize=1)
+def _given_names() -> frozenset[str]:
+    return frozenset(e.words[0] for e in get_lexicon().entries
+                     if e.role == "given_name" and len(e.words) == 1)
+
+
+def _run_together_hits(tokens: list[Token], spelled: set[int]) -> list[Hit]:
+    """A given name and a non-word written as one token: spelled out ("J a d e n H o s s l e r")
+    camel-cased ("JadenHossler") or joined by "_". Plain lower-case words are never split (too
+    many false splits)."""
+    hits, words, names = [], english_words(), _given_names()
+    for k, tok in enumerate(tokens):
+        word = tok.folded
+        raw = tok.raw.replace("_", "")  # "jaden_hossler": the underscore marks the cut
+        if "_" in tok.raw.strip("_"):
+            cuts = [len(tok.raw.strip("_").split("_")[0])]
+        elif k in spelled:
+            cuts = range(3, len(word) - 2)
+        else:
+            cuts = [i for i, c in enumerate(raw) if c.isupper() and i > 0]
+        if len(word) < 7 or not word.isalpha() or len(word) != len(raw) and k not in spelled:
+            continue
+        for cut in cuts:
+            if word[:cut] in names and word[cut:] not in words and len(word) - cut >= 3:
+                hits.append(_span_hit(NAME_ENTRY, tokens, k, k))
+                break
     return hits
 
 
@@ -115,12 +158,14 @@ def _cjk_cue_hits(clean: str, cues: list[Hit]) -> list[Hit]:
 
 
 def _merged_view(clean: str, tokens: list[Token]) -> list[Token]:
-    """Tokens with spelled-out runs ("M a r c u s") merged into one token each."""
+    """Tokens with spelled-out runs ("M a r c u s") merged into one token each, and the
+    indexes of those merged tokens."""
     singles = join_singles(tokens, clean=clean)
     if not singles:
-        return tokens
+        return tokens, set()
     rest = [t for t in tokens if not any(s.start <= t.start and t.end <= s.end for s in singles)]
-    return sorted(rest + singles, key=lambda t: t.start)
+    view = sorted(rest + singles, key=lambda t: t.start)
+    return view, {k for k, t in enumerate(view) if t in singles}
 
 
 def name_hits(clean: str, tokens: list[Token], hits: list[Hit]) -> list[Hit]:
@@ -128,7 +173,7 @@ def name_hits(clean: str, tokens: list[Token], hits: list[Hit]) -> list[Hit]:
     indexes are recomputed on a view where spelled-out letters form one token)."""
     cjk_cues = [h for h in hits if h.role == "person_cue" and h.how == "cjk"]
     by_start: dict[str, set[int]] = {}
-    tokens = _merged_view(clean, tokens)
+    tokens, spelled = _merged_view(clean, tokens)
     first_at = {t.start: k for k, t in enumerate(tokens)}
     last_at = {t.end: k for k, t in enumerate(tokens)}
     taken, stops, people = set(), set(), {}
@@ -146,7 +191,9 @@ def name_hits(clean: str, tokens: list[Token], hits: list[Hit]) -> list[Hit]:
         else:
             taken.update(range(hit.tok_start, hit.tok_end))
     found = _cjk_cue_hits(clean, cjk_cues) if cjk_cues else []
+    found += _run_together_hits(tokens, spelled)
     if by_start:
-        found += _given_name_hits(tokens, by_start, taken, stops)
+        english = languages(clean) == {"en"}
+        found += _given_name_hits(tokens, by_start, taken, stops, english)
         found += _cue_hits(tokens, by_start, taken, stops, people)
     return found

@@ -34,6 +34,9 @@ _HOMOGLYPHS = {
     "ꜰ": "f", "ɢ": "g", "ʜ": "h", "ɪ": "i", "ᴊ": "j", "ᴋ": "k", "ʟ": "l", "ᴍ": "m", "ɴ": "n",
     "ᴏ": "o", "ᴘ": "p", "ʀ": "r", "ꜱ": "s", "ᴛ": "t", "ᴜ": "u", "ᴠ": "v", "ᴡ": "w", "ʏ": "y",
     "ᴢ": "z", "ı": "i", "ł": "l", "ø": "o", "đ": "d", "ß": "ss", "æ": "ae", "œ": "oe",
+    # Armenian, Greek and Latin-extension look-alikes (issue 19)
+    "ս": "u", "օ": "o", "ո": "n", "հ": "h", "ց": "g", "ք": "p", "ζ": "z", "ɩ": "i", "ʋ": "u",
+    "ɾ": "r", "ȷ": "j", "ꓲ": "i", "ꓳ": "o", "ꓢ": "s", "ꓑ": "p", "ꓐ": "b", "ꓮ": "a", "ꓰ": "e",
 }
 _HOMOGLYPH_TABLE = str.maketrans(_HOMOGLYPHS)
 # Regional-indicator "flag letters" spell words too.

@@ -1,0 +1,190 @@
+"""Sanitizer v2 (issue 19): languages, people beyond the list, minors in harm, evasions, bounds,
+the chat-endpoint rewriter (against a fake server on 127.0.0.1)."""
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from worldengine.errors import WaypointError
+from worldengine.sanitize import MAX_PROMPT_CHARS, detect, sanitize
+from worldengine.sanitize import evaluate as ev
+from worldengine.sanitize.language import languages
+from worldengine.sanitize.llm import chat_rewriter
+
+DATA = Path(__file__).resolve().parent / "data"
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("ein Kind im Park", {"de"}), ("a kind man in the park", {"en"}), ("子供が公園で", {"ja"}),
+    ("公园里的孩子", {"zh"}), ("공원의 아이", {"ko"}), ("девочка в парке", {"ru"}),
+    ("a ѕеху girl", {"en"})])  # Cyrillic look-alikes only: an evasion, not Russian
+def test_language_detection(text, expected):
+    assert set(languages(text)) >= expected
+
+
+def test_language_scoped_terms():
+    assert detect("ein Kind mit einer Pistole").categories == ["minors"]
+    assert detect("a kind man with a pistol at a shooting range").categories == []
+    assert detect("mes enfants jouent dans le jardin").categories == []
+
+
+@pytest.mark.parametrize("text", [
+    "Jaden Hossler at a skatepark", "jaden hossler at a skatepark", "jAdEn HoSsLeR at a skatepark",
+    "J a d e n H o s s l e r at a skatepark", "JadenHossler at a skatepark",
+    "jaden_hossler at a skatepark", "J4den H0ssler at a skatepark",
+    "the streamer Jynxzy in his room", "Zorblat the streamer on a stage",
+    "配信者のZorblatが部屋にいる"])
+def test_people_beyond_the_list(text):
+    assert "celebrity" in detect(text).categories
+
+
+@pytest.mark.parametrize("text", [
+    "Jack Frost painting the windows", "Victoria Falls at golden hour", "Austin Texas skyline",
+    "Alice in Wonderland tea party", "a streamer setup with RGB lights", "King Arthur's table"])
+def test_names_that_are_not_people(text):
+    assert detect(text).categories == []
+
+
+def test_person_rewrite_keeps_the_scene():
+    out = sanitize("the famous actress Zara Okonkwo on a red carpet", enrich_short=False).text
+    assert out == "The person on a red carpet"
+
+
+@pytest.mark.parametrize("text", [
+    "a toddler drowning in a backyard pool", "a kid smoking crack in an alley",
+    "a little boy locked in a dog cage", "un niño trabajando en una mina",
+    "子供が銃を持っている", "아이가 총을 들고 있다"])
+def test_minors_in_harm_outside_sexual_contexts(text):
+    assert "minors" in detect(text).categories
+
+
+@pytest.mark.parametrize("text", [
+    "a kid with a water gun at a summer party", "un garçon qui joue avec un pistolet à eau",
+    "a girl caring for an injured bird", "a blue tit on a snowy branch",
+    "a naked mole rat in its burrow", "statue of the Little Mermaid in Copenhagen"])
+def test_trigger_words_in_ordinary_phrases(text):
+    assert detect(text).categories == []
+
+
+@pytest.mark.parametrize("text", ["全 裸 の女性", "ピ・カ・チ・ュ・ウが森にいる", "裸\u200bの女性"])
+def test_cjk_terms_split_by_separators(text):
+    assert detect(text).unsafe
+
+
+def test_rewrites_stay_in_the_prompt_language():
+    assert sanitize("un enfant battu dans une cave", enrich_short=False).text.endswith(
+        "dans une cave")
+    out = sanitize("子供が血まみれで泣いている", enrich_short=False).text
+    assert "血まみれ" not in out and " " not in out
+
+
+def test_dev_probes_pass():
+    rows = [line.split(" ", 1) for line in (DATA / "safety_dev_probes.txt").read_text(
+        encoding="utf-8").splitlines() if line.strip() and not line.startswith("#")]
+    wrong = [text for label, text in rows if sanitize(text).rewritten != (label == "U")]
+    assert not wrong
+
+
+def test_dev_sets_meet_the_targets():
+    res = ev.evaluate(ev.load_jsonl(DATA / "safety_dev_redteam_prompts.jsonl"),
+                      ev.load_jsonl(DATA / "safety_dev_benign_prompts.jsonl"))
+    assert res["catch_rate"] >= ev.CATCH_TARGET
+    assert res["false_rewrite_rate"] <= ev.FALSE_REWRITE_TARGET
+    assert len(res["catch_by_language"]) >= 8
+
+
+# --- bad input -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("bad", [None, 3, b"nude", ["a"], {"text": "x"}])
+def test_non_strings_are_refused_with_a_clear_error(bad):
+    with pytest.raises(WaypointError, match="must be a string"):
+        sanitize(bad)
+    with pytest.raises(WaypointError, match="must be a string"):
+        detect(bad)
+
+
+@pytest.mark.parametrize("text", [
+    "naked forest " * 80000, "x" * 1_000_000, "a " * 500_000, "裸体" * 300_000,
+    "\x00\x01 nude \x7f\x1b beach" + "\x00" * 1_000_000])
+def test_huge_and_control_character_prompts_are_bounded(text):
+    start = time.perf_counter()
+    result = sanitize(text)
+    assert time.perf_counter() - start < 5.0  # generous for a loaded CI core; ~0.3 s here
+    assert len(result.text) <= 2 * MAX_PROMPT_CHARS  # replacements may be longer than terms
+    assert not any(ord(c) < 32 for c in result.text)
+    if len(text) > MAX_PROMPT_CHARS:
+        assert result.report["truncated_from_chars"] == len(text)
+
+
+# --- chat-endpoint rewriter ------------------------------------------------------------------
+
+class _FakeChat(BaseHTTPRequestHandler):
+    reply = "A quiet beach at sunset"
+    seen: list = []
+
+    def do_POST(self):  # noqa: N802 (http.server API)
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        type(self).seen.append((self.path, body, self.headers.get("Authorization")))
+        if self.reply is None:
+            time.sleep(2)
+        payload = json.dumps({"choices": [{"message": {"content": self.reply}}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def fake_chat():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeChat)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    _FakeChat.seen = []
+    yield server, f"http://127.0.0.1:{server.server_address[1]}/v1"
+    server.shutdown()
+    server.server_close()
+
+
+def test_chat_rewriter_is_used_for_flagged_prompts(fake_chat, monkeypatch):
+    _, url = fake_chat
+    monkeypatch.setattr(_FakeChat, "reply", "A quiet beach at sunset, clothed woman")
+    rewriter = chat_rewriter(url, model="tiny", api_key="k")
+    assert sanitize("a sunny forest path", rewriter=rewriter).report["rewrite_method"] == "none"
+    assert not _FakeChat.seen  # safe prompts never reach the endpoint
+    result = sanitize("a nude woman on a beach", rewriter=rewriter)
+    assert result.report["rewrite_method"] == "custom"
+    assert result.text == "A quiet beach at sunset, clothed woman"
+    path, body, auth = _FakeChat.seen[0]
+    assert path == "/v1/chat/completions" and body["model"] == "tiny" and auth == "Bearer k"
+    assert "nude woman" in body["messages"][-1]["content"]
+
+
+def test_chat_rewriter_unsafe_reply_falls_back(fake_chat, monkeypatch):
+    _, url = fake_chat
+    monkeypatch.setattr(_FakeChat, "reply", "a naked woman on a beach")
+    result = sanitize("a nude woman on a beach", rewriter=chat_rewriter(url))
+    assert result.report["rewrite_method"] == "replace"
+    assert "still unsafe" in result.report["rewriter_error"]
+
+
+def test_chat_rewriter_timeout_and_dead_endpoint_fall_back(fake_chat, monkeypatch):
+    server, url = fake_chat
+    monkeypatch.setattr(_FakeChat, "reply", None)  # the fake server stalls
+    result = sanitize("a nude woman on a beach", rewriter=chat_rewriter(url, timeout=0.3))
+    assert result.report["rewrite_method"] == "replace" and "rewriter_error" in result.report
+    dead = chat_rewriter("http://127.0.0.1:9/v1", timeout=0.5)  # discard port: refused
+    assert sanitize("a nude woman on a beach", rewriter=dead).report["rewrite_method"] == "replace"
+
+
+def test_chat_rewriter_refuses_bad_urls():
+    with pytest.raises(WaypointError, match="http"):
+        chat_rewriter("file:///etc/passwd")
+    with pytest.raises(WaypointError, match="non-empty"):
+        chat_rewriter("")
