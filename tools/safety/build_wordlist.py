@@ -4,7 +4,7 @@
     python tools/safety/build_wordlist.py wam/usr/share/dict/american-english
 
 Keeps lower-case, letters-only entries (capitalised entries are proper names: exactly what the
-list must not contain). See data/english_words.NOTICE for the licence.
+list must not contain). See data/WORDLISTS.NOTICE for the licence.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 OUT = Path(__file__).resolve().parents[2] / "worldengine" / "sanitize" / "data" / "english_words.txt.gz"
 HEADER = ("# Lower-case English words from SCOWL via Debian's wamerican 2020.12.07 "
-          "(see english_words.NOTICE).\n")
+          "(see WORDLISTS.NOTICE).\n")
 
 
 def main(source: str) -> None:

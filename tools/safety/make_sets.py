@@ -4,8 +4,9 @@
 
 Writes, per split, ``tests/data/safety_<split>_redteam_prompts.jsonl`` and
 ``tests/data/safety_<split>_benign_prompts.jsonl`` (the format ``python -m
-worldengine.sanitize.evaluate`` reads). Splits: ``dev`` (``dev_items.py``, used while tuning)
-and ``heldout`` (``heldout_items.py``, written after the design was frozen; evaluated once).
+worldengine.sanitize.evaluate`` reads). Splits: ``dev`` (``dev_items.py``, used while tuning),
+``heldout`` (``heldout_items.py``, written after the first freeze, evaluated once, then used as
+a second dev set) and ``heldout2`` (``heldout2_items.py``, written after the second freeze).
 
 Unsafe items mark the element to disguise in [brackets]. Each base item gives its plain form and
 two evasions of that element, cycling through the evasions that fit its script (leet,
@@ -28,6 +29,9 @@ from make_prompt_sets import apply, homoglyph, leet, plain, spaced, write, zero_
 
 OUT = TOOLS.parent / "tests" / "data"
 CJK = ("ja", "zh", "ko")
+# (split, module). held-out set 1 was evaluated once (91.5 %) and has been a dev set since;
+# held-out set 2 was written after the second design freeze and evaluated once.
+SPLITS = (("dev", "dev_items"), ("heldout", "heldout_items"), ("heldout2", "heldout2_items"))
 NON_LATIN = ("ru",) + CJK
 
 
@@ -79,7 +83,7 @@ def benign(items: dict, split: str) -> list[dict]:
 
 
 def main() -> None:
-    for split, module in (("dev", "dev_items"), ("heldout", "heldout_items")):
+    for split, module in SPLITS:
         try:
             items = importlib.import_module(module)
         except ModuleNotFoundError:

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from worldengine.errors import WaypointError
+from worldengine.sanitize.lexicon import english_words
 from worldengine.sanitize.detect import CATEGORIES, Detection, Strictness, detect
 from worldengine.sanitize.rewrite import apply_rewrite
 from worldengine.sanitize.scene import (DEFAULT_SCENE, content_words, enrich, needs_enrichment,
@@ -56,7 +57,6 @@ class SanitizeResult:
 
 def warm_up() -> None:
     """Load every table the checks use (term lists, word list), so no prompt pays for it."""
-    from worldengine.sanitize.names import english_words
     english_words()
     sanitize("Emma Zorblat, the streamer, in a forest")
 

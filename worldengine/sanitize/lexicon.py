@@ -21,6 +21,7 @@ substrings of the prompt.
 from __future__ import annotations
 
 import functools
+import gzip
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +49,7 @@ LISTS = {
     "unsafe_other": ("unsafe", ""),
     "benign_phrases": ("benign", None),
     "given_names": ("given_name", "a person"),
+    "given_names_census": ("given_name", "a person"),
     "person_cues": ("person_cue", ""),
     "name_stops": ("name_stop", None),
 }
@@ -183,3 +185,10 @@ def load_entries(data_dir: Path = DATA_DIR) -> list[Entry]:
 def get_lexicon(data_dir: str | None = None) -> Lexicon:
     """The lexicon for a data folder (default: the package data), built once per process."""
     return Lexicon(load_entries(Path(data_dir) if data_dir else DATA_DIR))
+
+
+@functools.lru_cache(maxsize=1)
+def english_words() -> frozenset[str]:
+    """Lower-case English words (``data/english_words.txt.gz``, from SCOWL; see WORDLISTS.NOTICE)."""
+    with gzip.open(DATA_DIR / "english_words.txt.gz", "rt", encoding="utf-8") as fh:
+        return frozenset(line.strip() for line in fh if line.strip() and line[0] != "#")

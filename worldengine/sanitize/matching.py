@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from worldengine.sanitize.lexicon import Entry, Lexicon
+from worldengine.sanitize.lexicon import Entry, Lexicon, english_words
 from worldengine.sanitize.normalize import Token, fold, has_cjk, join_singles, tokenize, variants
 
 # A child's age written as a number: "12 year old", "9yo", "aged 14", "15 años".
@@ -88,9 +88,14 @@ def _joined_hits(lex: Lexicon, tokens: list[Token], known: set[int], clean: str)
         words = set(tok.variants)
         if tok.folded[:1] in ("a", "i"):  # "a n u d e ..." swallowed the article
             words |= variants(tok.raw[1:])
-        for form in words:
-            for entry in _lookup(lex, form) + split_terms(lex, form):
-                hits.append(Hit(entry, tok.start, tok.end, -1, -1, "joined"))
+        found = {id(e): e for form in words for e in _lookup(lex, form) + split_terms(lex, form)}
+        words_list = english_words()
+        if not found and tok.folded not in words_list and tok.folded[1:] not in words_list:
+            # spelling out is itself a signal: look for a term anywhere in the run (unless the
+            # run is an ordinary word: "g r a p e" holds "rape", "c a n a l" holds "anal")
+            found = {id(e): e for e in _inner_terms(lex, tok.folded)}
+        for entry in found.values():
+            hits.append(Hit(entry, tok.start, tok.end, -1, -1, "joined"))
     for i in range(len(tokens) - 1):
         a, b = tokens[i], tokens[i + 1]
         if min(len(a.folded), len(b.folded)) > 3 or b.start - a.end > 1 or {i, i + 1} & known \
@@ -134,6 +139,20 @@ def _glued_hits(lex: Lexicon, tokens: list[Token], indexed: bool = True) -> list
         for entry in split_terms(lex, tok.folded):
             hits.append(Hit(entry, tok.start, tok.end, *span, "glued"))
     return hits
+
+
+_INNER_MIN, _INNER_MAX, _RUN_MAX = 4, 14, 80
+
+
+def _inner_terms(lex: Lexicon, word: str) -> list[Entry]:
+    """Direct-role single-word terms of 4+ letters inside a spelled-out run
+    ("f a z e n d o s e x o" -> "sexo"); runs are cut at 80 letters to bound the work."""
+    word, found = word[:_RUN_MAX], []
+    for start in range(len(word) - _INNER_MIN + 1):
+        for end in range(start + _INNER_MIN, min(len(word), start + _INNER_MAX) + 1):
+            found.extend(e for e in lex.by_first.get(word[start:end], ())
+                         if len(e.words) == 1 and e.role in _DIRECT_ROLES)
+    return found
 
 
 def split_terms(lex: Lexicon, word: str) -> list[Entry]:
@@ -203,7 +222,10 @@ def _fuzzy_hits(lex: Lexicon, tokens: list[Token], matched: set[int]) -> list[Hi
 
 _CJK_CHAR = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af"
 # Separators slipped between CJK characters to split a term ("裸 体", "ポ・ル・ノ").
-_CJK_GAP = re.compile(f"(?<=[{_CJK_CHAR}])[\\s.·・_*~-]+(?=[{_CJK_CHAR}])")
+_GAP = "[\\s.·・_*~-]+"
+# ...and around single letters mixed in ("哆 啦 A 梦"): only the compact copy for matching.
+_CJK_GAP = re.compile(f"(?<=[{_CJK_CHAR}]){_GAP}(?=[{_CJK_CHAR}a-z0-9])|"
+                      f"(?<=[a-z0-9]){_GAP}(?=[{_CJK_CHAR}])")
 
 
 def _cjk_hits(lex: Lexicon, clean: str) -> list[Hit]:

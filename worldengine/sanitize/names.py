@@ -16,11 +16,10 @@ Pokimane" -> "the person"), which keeps the sentence.
 from __future__ import annotations
 
 import functools
-import gzip
 import re
 
 from worldengine.sanitize.language import function_words, languages
-from worldengine.sanitize.lexicon import DATA_DIR, Entry, get_lexicon
+from worldengine.sanitize.lexicon import Entry, english_words, get_lexicon
 from worldengine.sanitize.matching import Hit
 from worldengine.sanitize.normalize import Token, join_singles
 
@@ -54,13 +53,6 @@ def _plain_word(tok: Token, taken: set[int], index: int) -> bool:
 
 def _span_hit(entry: Entry, tokens: list[Token], first: int, last: int) -> Hit:
     return Hit(entry, tokens[first].start, tokens[last].end, first, last + 1, "name")
-
-
-@functools.lru_cache(maxsize=1)
-def english_words() -> frozenset[str]:
-    """Lower-case English words (``data/english_words.txt.gz``, from SCOWL; see its NOTICE)."""
-    with gzip.open(DATA_DIR / "english_words.txt.gz", "rt", encoding="utf-8") as fh:
-        return frozenset(line.strip() for line in fh if line.strip() and line[0] != "#")
 
 
 def _given_name_hits(tokens, by_start, taken, stops, english: bool) -> list[Hit]:
