@@ -7,7 +7,7 @@ import logging
 
 from worldengine.options import Device, DType, FitMode, Quant
 
-from . import host, registry, stream
+from . import codec, host, registry
 from .controls_node import WaypointControllerInput
 from .world import WAYPOINT_CONTROLS, WAYPOINT_ENGINE, WAYPOINT_LATENTS, WAYPOINT_WORLD, WorldLatents, new_world
 
@@ -93,7 +93,7 @@ def _seed_frames(engine, image):
     import torch
     from worldengine import images
     frames = images.to_frames(image)
-    per_latent = stream.autoencoder(engine).frames_per_latent
+    per_latent = codec.autoencoder(engine).frames_per_latent
     if frames.shape[0] % per_latent:
         pad = per_latent - frames.shape[0] % per_latent
         frames = torch.cat([frames[:1].expand(pad, -1, -1, -1), frames], 0)
@@ -136,16 +136,10 @@ class WaypointSeedFrame:
             raise _error(f"SeedFrame: this {engine.config.model_type} model is text-conditioned; give it a prompt "
                          "first: Set World Prompt (engine input) -> world input of Seed Frame")
         frames = _seed_frames(engine, image)
-        encoder = stream.copy_encoder(base.encoder) if base.encoder is not None else stream.new_encoder(engine)
-        latents = stream.encode(encoder, frames, fit)
-        with base.cursor.lock:
-            session = base.checkout()
-            try:
-                for latent in latents:
-                    session.append_latent(latent)
-            except BaseException:
-                base.cursor.at = None   # partly written: the next checkout must restore
-                raise
+        encoder = codec.copy_encoder(base.encoder) if base.encoder is not None else codec.new_encoder(engine)
+        latents = codec.encode(encoder, frames, fit)
+        with base.advance() as session:
+            session.append_latents(latents)
             out = base.derive(new_latents=latents, encoder=encoder)
         return (out, WorldLatents(engine, out.decode_tail))
 
@@ -196,16 +190,11 @@ class WaypointStepWorld:
         generator = torch.Generator().manual_seed(controls.seed if seed == -1 else seed)
         progress = host.Progress(len(per_frame))
         latents = []
-        with world.cursor.lock:
-            session = world.checkout()
-            try:
-                for frame_controls in per_frame:
-                    host.check_interrupt()
-                    latents.append(session.step(frame_controls, generator=generator))
-                    progress.update(1)
-            except BaseException:
-                world.cursor.at = None   # interrupted mid-rollout: the next checkout must restore
-                raise
+        with world.advance() as session:
+            for frame_controls in per_frame:
+                host.check_interrupt()
+                latents.append(session.step(frame_controls, generator=generator))
+                progress.update(1)
             out = world.derive(new_latents=torch.stack(latents))
         return (out, WorldLatents(world.engine, out.decode_tail))
 

@@ -7,14 +7,14 @@ nodes branching from one world would disturb each other.
 
 Design: a `World` is an immutable handle = (engine, a shared `SessionCursor`, the `WorldSnapshot`
 of the state the handle denotes, decoder/encoder stream positions). Nodes never change a handle;
-they `checkout()` it, which restores the shared session to the handle's snapshot unless the
-session is already there (the common straight-line case costs nothing), advance the session, and
-return a *new* handle with a fresh snapshot. So any cached world can be re-run or branched, and the
+they work inside `with world.advance() as session:`, which holds the session's lock and restores the
+shared session to the handle's snapshot unless it is already there (the common straight-line case
+costs nothing), and return a *new* handle from `world.derive(...)` with a fresh snapshot. So any cached world can be re-run or branched, and the
 result of a node depends only on its inputs.
 
 Decoding follows the same rule: the TAEHV decoder is a causal stream over all latents of a world
-(seed latents included). Each `WorldLatents` carries a `DecodeStream` link whose parent is the
-stream before these latents; decoding replays from the nearest memoised decoder state, so
+(seed latents included). Each `WorldLatents` carries a `DecodeLink` whose parent is the chain
+before these latents; decoding replays from the nearest memoised decoder state, so
 rollouts decode identically whichever nodes ran before, and DecodeLatent may run twice.
 """
 from __future__ import annotations
@@ -22,10 +22,11 @@ from __future__ import annotations
 import itertools
 import threading
 from collections import OrderedDict
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import stream
+from . import codec
 
 WAYPOINT_ENGINE = "WAYPOINT_ENGINE"
 WAYPOINT_WORLD = "WAYPOINT_WORLD"
@@ -48,7 +49,7 @@ class SessionCursor:
 _UNSET = object()
 
 
-class DecodeStream:
+class DecodeLink:
     """A link in a world's chain of latents, for the streaming decoder.
 
     `latents` [n, C, h, w] float32 CPU are the latents this link adds after `parent`. The decoder
@@ -58,17 +59,17 @@ class DecodeStream:
     was evicted is replayed from further up, correctly, just slower.
     """
 
-    def __init__(self, parent: "DecodeStream | None", latents):
+    def __init__(self, parent: "DecodeLink | None", latents):
         self.parent = parent
         self.latents = latents
         self._end_state: Any = _UNSET
         self._pinned = False          # a state that cannot be recomputed (loaded from disk) is kept
 
     @classmethod
-    def resume(cls, decoder) -> "DecodeStream":
+    def resume(cls, decoder) -> "DecodeLink":
         """A root link with no latents whose end state is `decoder` (a world loaded from disk)."""
         link = cls(None, None)
-        link._end_state = stream.copy_decoder(decoder)
+        link._end_state = codec.copy_decoder(decoder)
         link._pinned = True
         return link
 
@@ -76,7 +77,7 @@ class DecodeStream:
         """Frames of this link's latents, [T, 3, H, W] float in [0, 1] on CPU."""
         with _decode_lock:
             decoder = self._state_before(engine)
-            frames = stream.decode(decoder, self.latents)
+            frames = codec.decode(decoder, self.latents)
             self._remember(decoder)
             return frames
 
@@ -89,23 +90,23 @@ class DecodeStream:
         return _decoder_after(self.parent, engine)
 
     def _remember(self, decoder) -> None:
-        self._end_state = stream.copy_decoder(decoder)
+        self._end_state = codec.copy_decoder(decoder)
         _touch(self)
 
 
-def _decoder_after(link: "DecodeStream | None", engine):
+def _decoder_after(link: "DecodeLink | None", engine):
     """A private decoder positioned after `link`: replay from the nearest remembered state."""
     path = []
     while link is not None and link._end_state is _UNSET:
         path.append(link)
         link = link.parent
     if link is None:
-        decoder = stream.new_decoder(engine)
+        decoder = codec.new_decoder(engine)
     else:
-        decoder = stream.copy_decoder(link._end_state)
+        decoder = codec.copy_decoder(link._end_state)
         _touch(link)
     for pending in reversed(path):
-        stream.decode(decoder, pending.latents)
+        codec.decode(decoder, pending.latents)
     if path:
         path[0]._remember(decoder)
     return decoder
@@ -115,10 +116,10 @@ def _decoder_after(link: "DecodeStream | None", engine):
 _decode_lock = threading.RLock()
 # Decoder states kept (TAEHV 1.5: about 11 MB each at 360P, 44 MB at 720P).
 REMEMBERED_STATES = 8
-_recent: "OrderedDict[int, DecodeStream]" = OrderedDict()
+_recent: "OrderedDict[int, DecodeLink]" = OrderedDict()
 
 
-def _touch(link: DecodeStream) -> None:
+def _touch(link: DecodeLink) -> None:
     """Mark `link`'s remembered state as recently used; forget the oldest beyond the limit."""
     if link._pinned:
         return
@@ -144,7 +145,7 @@ class World:
     snapshot: Any
     token: int
     frame_index: int
-    decode_tail: DecodeStream | None
+    decode_tail: DecodeLink | None
     encoder: Any = None
     meta: dict = field(default_factory=dict)
 
@@ -152,9 +153,22 @@ class World:
     def config(self):
         return self.engine.config
 
+    @contextmanager
+    def advance(self):
+        """The node transaction: hold the session's lock, put the session in this handle's state and
+        yield it; derive the result (`self.derive(...)`) inside the block. If the block fails, the
+        session is in an unknown state, so the next handle to use it restores its own snapshot."""
+        with self.cursor.lock:
+            session = self.checkout()
+            try:
+                yield session
+            except BaseException:
+                self.cursor.at = None
+                raise
+
     def checkout(self):
         """Put the shared session in this handle's state; returns the session. Call with
-        `cursor.lock` held for the whole read-modify-derive sequence."""
+        `cursor.lock` held (`advance()` does) for the whole read-modify-derive sequence."""
         cursor = self.cursor
         if cursor.at != self.token:
             cursor.session.restore(self.snapshot)
@@ -167,9 +181,8 @@ class World:
         """A new handle for the cursor's current session state (after this handle was checked out
         and advanced). `new_latents` [n, C, h, w] extends the decode chain."""
         session = self.cursor.session
-        _drop_session_streams(session)
         token = next(_tokens)
-        tail = DecodeStream(self.decode_tail, new_latents) if new_latents is not None else self.decode_tail
+        tail = DecodeLink(self.decode_tail, new_latents) if new_latents is not None else self.decode_tail
         world = World(engine=self.engine, cursor=self.cursor, snapshot=session.snapshot(), token=token,
                       frame_index=session.frame_index, decode_tail=tail,
                       encoder=encoder if encoder is not None else self.encoder, meta={**self.meta, **meta})
@@ -177,17 +190,9 @@ class World:
         return world
 
 
-def _drop_session_streams(session) -> None:
-    """This layer decodes through `DecodeStream` chains, so the session's own AE streams and its
-    list of undecoded latents stay empty (else every snapshot would copy all latents so far)."""
-    session.undecoded = []
-    session.ae_stream = None
-
-
-def new_world(engine, decode_tail: "DecodeStream | None" = None) -> World:
-    """An empty world (frame 0, empty cache) on a new session of `engine`. The session does not
-    queue latents for decoding: this layer decodes through `DecodeStream` chains."""
-    session = engine.new_session(decode=False)
+def new_world(engine, decode_tail: "DecodeLink | None" = None) -> World:
+    """An empty world (frame 0, empty cache) on a new session of `engine`."""
+    session = engine.new_session()
     cursor = SessionCursor(session)
     token = next(_tokens)
     cursor.at = token
@@ -201,7 +206,7 @@ class WorldLatents:
     their place in the world's decode chain (`link.latents` is the same tensor)."""
 
     engine: Any
-    link: DecodeStream
+    link: DecodeLink
 
     @property
     def latents(self):

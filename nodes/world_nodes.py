@@ -6,8 +6,8 @@ import os
 import threading
 from pathlib import Path
 
-from . import host, stream
-from .world import WAYPOINT_ENGINE, WAYPOINT_WORLD, DecodeStream, new_world
+from . import codec, host
+from .world import WAYPOINT_ENGINE, WAYPOINT_WORLD, DecodeLink, new_world
 
 CATEGORY = "Waypoint"
 SNAPSHOT_SUFFIX = ".safetensors"
@@ -83,29 +83,20 @@ class WaypointSaveWorldSnapshot:
 
     def save(self, world, filename_prefix="waypoint/world"):
         path = next_snapshot_path(filename_prefix)
-        ae_stream = _ae_stream_of(world)
-        with world.cursor.lock:
-            session = world.checkout()
-            session.ae_stream = ae_stream   # the session's snapshot format carries the AE streams
-            try:
-                session.save_snapshot(path)
-            finally:
-                session.ae_stream = None
+        with world.advance() as session:
+            session.save_snapshot(path, codec=_codec_of(world))
         relative = os.path.relpath(path, output_dir())
         return {"ui": {"text": [relative]}, "result": (world, relative)}
 
 
-def _ae_stream_of(world):
-    """The world's encoder + decoder streams as one session AE stream (None without an AE)."""
+def _codec_of(world):
+    """The world's encoder + decoder streams as one `WorldCodec` (None without an AE)."""
     ae = world.engine.autoencoder
     if ae is None:
         return None
-    ae_stream = ae.stream()
-    if world.encoder is not None:
-        ae_stream.encoder = stream.copy_encoder(world.encoder)
-    if world.decode_tail is not None:
-        ae_stream.decoder = world.decode_tail.state_after(world.engine)
-    return ae_stream
+    encoder = codec.copy_encoder(world.encoder) if world.encoder is not None else None
+    decoder = world.decode_tail.state_after(world.engine) if world.decode_tail is not None else None
+    return ae.codec(encoder, decoder)
 
 
 class WaypointLoadWorldSnapshot:
@@ -136,19 +127,13 @@ class WaypointLoadWorldSnapshot:
     def load(self, engine, path):
         file = find_snapshot(path)
         empty = new_world(engine)
-        with empty.cursor.lock:
-            session = empty.checkout()
-            session.load_snapshot(file)
-            ae_stream, pending = session.ae_stream, list(session.undecoded)
+        streams = engine.autoencoder.codec() if engine.autoencoder is not None else None
+        with empty.advance() as session:
+            has_streams = session.load_snapshot(file, codec=streams)
             world = empty.derive()
-        encoder, tail = None, None
-        if ae_stream is not None:
-            encoder = stream.copy_encoder(ae_stream.encoder)
-            tail = DecodeStream.resume(ae_stream.decoder)
-        if pending:   # latents the saver had not decoded yet continue the decode chain
-            import torch
-            tail = DecodeStream(tail, torch.stack(pending))
-        return (dataclasses.replace(world, decode_tail=tail, encoder=encoder),)
+        if not has_streams:
+            return (world,)
+        return (dataclasses.replace(world, decode_tail=DecodeLink.resume(streams.decoder), encoder=streams.encoder),)
 
 
 _encoders: dict = {}
@@ -203,13 +188,8 @@ class WaypointSetWorldPrompt:
         if not config.has_prompt:
             raise _error(f"SetWorldPrompt: this {config.model_type} model takes no text prompt")
         embedding, _ = prompt_encoder(encoder, "cpu").encode(text)
-        with world.cursor.lock:
-            session = world.checkout()
-            try:
-                session.set_prompt(embedding)
-            except BaseException:
-                world.cursor.at = None
-                raise
+        with world.advance() as session:
+            session.set_prompt(embedding)
             return (world.derive(),)
 
 

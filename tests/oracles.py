@@ -37,7 +37,7 @@ def quantized_rollout_errors(quant: str, frames: int = 100):
 
     def rollout(quant):
         engine = load_engine(oracle_path("wp15_tiny"), dtype=torch.float32, quant=quant)
-        session = engine.new_session(decode=False)
+        session = engine.new_session()
         for latent, controls in zip(tensors["seed_latents"], metadata["seed_controls"]):
             session.append_latent(latent, controls)
         generator = torch.Generator().manual_seed(0)

@@ -63,3 +63,45 @@ def test_rollout_cli_reports_bad_input(tiny_models_dir, seed_png, tmp_path, caps
     assert cli_main(["rollout", str(model), "--controls", str(bad), "--out", str(tmp_path / "y")]) == 2
     assert "999" in capsys.readouterr().err
     assert cli_main(["rollout", str(tmp_path / "nowhere"), "--out", str(tmp_path / "z")]) == 2
+
+
+def test_rollout_cli_waypoint1_with_prompt(tiny_models_dir, seed_png, tmp_path):
+    pytest.importorskip("transformers")
+    pytest.importorskip("tokenizers")
+    from worldengine.synthetic.prompt import write_tiny_umt5
+
+    encoder = write_tiny_umt5(tmp_path / "umt5")          # width 32 = tiny Waypoint-1's prompt_embedding_dim
+    model = tiny_models_dir / "waypoint" / "tiny-wp1"
+    runs = {}
+    for prompt in ("a foggy forest at dawn", "a neon city street in the rain"):
+        out = tmp_path / prompt.split()[2]
+        assert cli_main(["rollout", str(model), "--seed-image", str(seed_png), "--frames", "2", "--out", str(out),
+                         "--prompt", prompt, "--prompt-encoder", str(encoder)]) == 0
+        runs[prompt] = read_pngs(out)
+    forest, city = runs.values()
+    assert forest.shape[0] == 1 + 2                       # Waypoint-1: one frame per latent
+    assert np.array_equal(forest[0], city[0])             # same seed frame; the prompt steers what follows
+    assert not np.array_equal(forest[1:], city[1:])
+
+
+def test_rollout_cli_toy_world(seed_png, tmp_path):
+    from worldengine.hub import TOY_MODEL_DIR
+    if not (TOY_MODEL_DIR / "model.safetensors").is_file():
+        pytest.skip(f"the toy world is not shipped at {TOY_MODEL_DIR}")
+    out = tmp_path / "toy"
+    assert cli_main(["rollout", str(TOY_MODEL_DIR), "--frames", "3", "--out", str(out)]) == 0
+    frames = read_pngs(out)
+    per_latent = (frames.shape[0]) // 4                   # seed latent + 3 steps
+    assert frames.shape[0] == 4 * per_latent and frames.std() > 1
+
+
+def test_replay_cli_waypoint15_oracle(tmp_path):
+    from oracles import ORACLES
+    from safetensors.torch import load_file
+    if not (ORACLES / "wp15_tiny").is_dir():
+        pytest.skip(f"shared oracles not found at {ORACLES}")
+    out = tmp_path / "latents.safetensors"
+    assert cli_main(["replay", str(ORACLES / "wp15_tiny"), str(ORACLES / "wp15_fp32_30f.inputs.safetensors"),
+                     "--out", str(out)]) == 0
+    expected = load_file(str(ORACLES / "wp15_fp32_30f.expected.safetensors"))["latents"]
+    assert (load_file(str(out))["latents"] - expected.float()).abs().max() < 1e-4

@@ -43,17 +43,17 @@ def test_facade_round_trip_matches_oracle(oracle):
     _, ref = oracle
     ae = load_autoencoder(ORACLE)  # no config: whichever AE the folder holds
     assert (ae.kind, ae.frames_per_latent, ae.pixel_size, ae.latent_hw) == ("owl", 1, (360, 640), (32, 32))
-    stream = ae.stream()
-    latent = stream.encode_frames(to_frames(ref["image_uint8"]))
+    stream = ae.codec()
+    latent = stream.encode(to_frames(ref["image_uint8"]))
     assert (latent - ref["latent"]).abs().max() < TOL
-    frames = stream.decode_latent(ref["latent"][0])
+    frames = stream.decode(ref["latent"][0])
     assert frames.shape == (1, 3, 360, 640) and 0 <= frames.min() and frames.max() <= 1
     assert (to_uint8(frames)[0].int() - ref["decoded_uint8"].int()).abs().max() <= 1
     assert stream.get_state() == {}
     big = torch.nn.functional.interpolate(to_frames(ref["image_uint8"]), size=(720, 1280), mode="bilinear")
-    assert torch.equal(stream.encode_frames(big), ae.model.encode(big))  # 16:9 goes straight in
+    assert torch.equal(stream.encode(big), ae.model.encode(big))  # 16:9 goes straight in
     with pytest.raises(WaypointError, match="choose a fit mode"):
-        stream.encode_frames(big[..., :720])
+        stream.encode(big[..., :720])
 
 
 def test_weight_norm_fold_formula():
@@ -116,10 +116,10 @@ def test_toy_ae_through_facade(tmp_path):
     ToyPatchAE.fit(clip, 8, 16).save(tmp_path / "toy_ae.safetensors")
     ae = load_autoencoder(tmp_path, SimpleNamespace(uses_taehv=False, latent_shape=(16, 8, 16), ae_uri=None))
     assert (ae.kind, ae.frames_per_latent, ae.pixel_size, ae.latent_hw) == ("toy", 1, (64, 128), (8, 16))
-    stream = ae.stream()
-    latents = stream.encode_frames(clip[:2])
+    stream = ae.codec()
+    latents = stream.encode(clip[:2])
     assert latents.shape == (2, 16, 8, 16)
-    assert stream.decode_latent(latents[0]).shape == (1, 3, 64, 128)
-    assert stream.encode_frames(torch.rand(1, 3, 128, 256)).shape == (1, 16, 8, 16)  # fitted to 64x128
+    assert stream.decode(latents[0]).shape == (1, 3, 64, 128)
+    assert stream.encode(torch.rand(1, 3, 128, 256)).shape == (1, 16, 8, 16)  # fitted to 64x128
     with pytest.raises(WaypointError, match="do not match"):
         load_autoencoder(tmp_path, SimpleNamespace(uses_taehv=False, latent_shape=(16, 4, 8), ae_uri=None))

@@ -1,6 +1,5 @@
 """Waypoint-1 prompt encoder: a tiny random UMT5 + tiny tokenizer built on the fly (no network)."""
 
-from pathlib import Path
 
 import pytest
 from oracles import ORACLES
@@ -12,38 +11,12 @@ tokenizers = pytest.importorskip("tokenizers")
 from worldengine.errors import WaypointError  # noqa: E402
 from worldengine.prompt_encoder import (DEFAULT_PROMPT, PromptEncoder,  # noqa: E402
                                         resolve_encoder_folder)
+from worldengine.synthetic.prompt import CORPUS, write_tiny_umt5  # noqa: E402
 
 MAX_LEN = 16
-CORPUS = ["an explorable world", "a foggy forest at dawn", "a desert canyon with red rocks",
-          "a snowy mountain village at night", "a neon city street in the rain",
-          "an underwater cave with glowing plants", "a medieval castle courtyard"] * 4
-
-
-def _build_tiny_umt5(folder: Path) -> Path:
-    """Train a ~120-piece unigram tokenizer and save it with a random 2-layer UMT5 encoder."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
-    specials = ["<pad>", "</s>", "<unk>"]
-    tok = Tokenizer(models.Unigram())
-    tok.pre_tokenizer = pre_tokenizers.Metaspace()
-    trainer = trainers.UnigramTrainer(vocab_size=120, special_tokens=specials, unk_token="<unk>")
-    tok.train_from_iterator(CORPUS, trainer=trainer)
-    eos_id = tok.token_to_id("</s>")
-    tok.post_processor = processors.TemplateProcessing(single="$A </s>",
-                                                       special_tokens=[("</s>", eos_id)])
-    fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>",
-                                                eos_token="</s>", unk_token="<unk>")
-    fast.save_pretrained(str(folder))
-    config = transformers.UMT5Config(vocab_size=fast.vocab_size, d_model=32, d_kv=8, d_ff=64,
-                                     num_layers=2, num_heads=4, dropout_rate=0.0,
-                                     pad_token_id=fast.pad_token_id, eos_token_id=eos_id)
-    torch.manual_seed(0)
-    transformers.UMT5EncoderModel(config).save_pretrained(str(folder))
-    return folder
-
-
 @pytest.fixture(scope="module")
 def tiny_folder(tmp_path_factory):
-    return _build_tiny_umt5(tmp_path_factory.mktemp("tiny_umt5"))
+    return write_tiny_umt5(tmp_path_factory.mktemp("tiny_umt5"))
 
 
 @pytest.fixture()

@@ -8,7 +8,7 @@ import torch
 from worldengine.ae import find_autoencoder_files, load_autoencoder, measure_decode_fps
 from worldengine.errors import WaypointError
 from worldengine.ae.taehv import load_taehv, read_state_dict
-from worldengine.ae.taehv_causal import TAEHVDecoderStream, TAEHVEncoderStream
+from worldengine.ae.taehv_causal import TAEHVCausalDecoder, TAEHVCausalEncoder
 from oracles import ORACLES, oracle_reference
 from worldengine.synthetic.ae import random_taehv_state, write_random_taehv
 
@@ -43,7 +43,7 @@ def _clip(seed: int, frames: int = 12) -> torch.Tensor:
 
 def test_streaming_encode_matches_oracle(oracle):
     model, ref = oracle
-    stream = TAEHVEncoderStream(model)
+    stream = TAEHVCausalEncoder(model)
     latents = torch.cat([stream.encode(ref["frames"][i:i + 4]) for i in range(0, 12, 4)])
     assert latents.shape == ref["latents"].shape
     assert (latents - ref["latents"]).abs().max() < TOL
@@ -52,7 +52,7 @@ def test_streaming_encode_matches_oracle(oracle):
 
 def test_streaming_decode_matches_oracle(oracle):
     model, ref = oracle
-    stream = TAEHVDecoderStream(model)
+    stream = TAEHVCausalDecoder(model)
     chunks = [stream.decode(latent) for latent in ref["latents"]]
     assert [c.shape[0] for c in chunks] == [4, 4, 4]
     frames = torch.cat(chunks)
@@ -77,11 +77,11 @@ def test_warmup_matters(oracle):
 def test_stream_equals_batch_any_chunking(random_model):
     clip = _clip(0)
     batch = random_model.encode_video(clip)
-    stream = TAEHVEncoderStream(random_model)
+    stream = TAEHVCausalEncoder(random_model)
     chunked = torch.cat([stream.encode(clip[:8]), stream.encode(clip[8:])])
     assert (chunked - batch).abs().max() < 1e-5
     decoded_batch = random_model.decode_video(batch)
-    decoder = TAEHVDecoderStream(random_model)
+    decoder = TAEHVCausalDecoder(random_model)
     decoded = torch.cat([decoder.decode(batch[:2]), decoder.decode(batch[2])])
     assert decoded.shape == decoded_batch.shape == (12, 3, 32, 64)
     assert (decoded - decoded_batch).abs().max() < 1e-5
@@ -89,14 +89,14 @@ def test_stream_equals_batch_any_chunking(random_model):
 
 def test_decoder_without_warmup_trims_three_frames(random_model):
     latents = random_model.encode_video(_clip(1))
-    decoder = TAEHVDecoderStream(random_model, warmup=False)
+    decoder = TAEHVCausalDecoder(random_model, warmup=False)
     counts = [decoder.decode(latent).shape[0] for latent in latents]
     assert counts == [1, 4, 4]
 
 
 def test_stream_state_round_trip(random_model):
     clip = _clip(2)
-    encoder, decoder = TAEHVEncoderStream(random_model), TAEHVDecoderStream(random_model)
+    encoder, decoder = TAEHVCausalEncoder(random_model), TAEHVCausalDecoder(random_model)
     first = encoder.encode(clip[:4])
     decoder.decode(first[0])
     enc_state, dec_state = encoder.get_state(), decoder.get_state()
@@ -104,34 +104,34 @@ def test_stream_state_round_trip(random_model):
     expected_latent = encoder.encode(clip[4:8])
     expected_frames = decoder.decode(expected_latent[0])
 
-    fresh_encoder, fresh_decoder = TAEHVEncoderStream(random_model), TAEHVDecoderStream(random_model)
+    fresh_encoder, fresh_decoder = TAEHVCausalEncoder(random_model), TAEHVCausalDecoder(random_model)
     fresh_encoder.load_state(enc_state)
     fresh_decoder.load_state(dec_state)
     assert torch.equal(fresh_encoder.encode(clip[4:8]), expected_latent)
     assert torch.equal(fresh_decoder.decode(expected_latent[0]), expected_frames)
     # without the state the next chunk differs (the memory matters)
-    assert not torch.allclose(TAEHVEncoderStream(random_model).encode(clip[4:8]), expected_latent)
+    assert not torch.allclose(TAEHVCausalEncoder(random_model).encode(clip[4:8]), expected_latent)
     encoder.reset()
     assert encoder.get_state() == {"frames_seen": 0}
 
 
 def test_bad_state_is_rejected(random_model):
     with pytest.raises(WaypointError, match="memory.1"):
-        TAEHVEncoderStream(random_model).load_state({"memory.1": torch.zeros(1, 64, 2, 2), "frames_seen": 0})
+        TAEHVCausalEncoder(random_model).load_state({"memory.1": torch.zeros(1, 64, 2, 2), "frames_seen": 0})
     with pytest.raises(WaypointError, match="frames_to_drop"):
-        TAEHVDecoderStream(random_model).load_state({"warmed": 1, "frames_out": 0})
+        TAEHVCausalDecoder(random_model).load_state({"warmed": 1, "frames_out": 0})
 
 
 def test_three_frames_where_four_are_needed(random_model):
     with pytest.raises(WaypointError, match="got 3 frames"):
-        TAEHVEncoderStream(random_model).encode(_clip(3, frames=3))
+        TAEHVCausalEncoder(random_model).encode(_clip(3, frames=3))
 
 
 def test_wrong_channel_counts(random_model):
     with pytest.raises(WaypointError, match=r"\[T, 3, H, W\].*\(4, 4, 32, 64\)"):
         random_model.encode_video(torch.rand(4, 4, 32, 64))
     with pytest.raises(WaypointError, match="32, h, w"):
-        TAEHVDecoderStream(random_model).decode(torch.rand(16, 2, 4))
+        TAEHVCausalDecoder(random_model).decode(torch.rand(16, 2, 4))
 
 
 def test_pth_state_dict_loads_like_safetensors(tmp_path, random_model):
@@ -194,21 +194,21 @@ def test_facade_finds_files_and_streams(tmp_path, random_ckpt):
     assert find_autoencoder_files(folder, config).kind == "taehv"
     ae = load_autoencoder(folder, config)
     assert (ae.frames_per_latent, ae.pixel_size, ae.output_size) == (4, (32, 64), (32, 64))
-    stream = ae.stream()
+    stream = ae.codec()
     clip = _clip(4, frames=8)
-    latents = stream.encode_frames(clip)
+    latents = stream.encode(clip)
     assert latents.shape == (2, 32, 2, 4)
     assert torch.equal(latents, ae.model.encode_video(clip))
-    frames = stream.decode_latent(latents[0])
+    frames = stream.decode(latents[0])
     assert frames.shape == (4, 3, 32, 64)
     state = stream.get_state()
     assert {"encoder.frames_seen", "decoder.frames_to_drop", "decoder.warmed"} <= set(state)
-    other = ae.stream()
+    other = ae.codec()
     other.load_state(state)
-    assert torch.equal(other.decode_latent(latents[1]), stream.decode_latent(latents[1]))
+    assert torch.equal(other.decode(latents[1]), stream.decode(latents[1]))
     with pytest.raises(WaypointError, match="choose a fit mode"):
-        stream.encode_frames(torch.rand(4, 3, 64, 64))
-    assert stream.encode_frames(torch.rand(4, 3, 64, 64), fit="crop").shape == (1, 32, 2, 4)
+        stream.encode(torch.rand(4, 3, 64, 64))
+    assert stream.encode(torch.rand(4, 3, 64, 64), fit="crop").shape == (1, 32, 2, 4)
 
 
 def test_facade_missing_files_say_where(tmp_path):

@@ -1,32 +1,36 @@
 // Waypoint live play: browser input -> Owl-Control key codes (Windows virtual-key codes).
 // No side effects on import (ComfyUI loads every .js file of the pack as an extension module).
 
+import { KEY_CODES } from "./keycodes.js";
+
 // KeyboardEvent.code is the physical key, so WASD stays WASD on AZERTY / Dvorak keyboards.
+const PHYSICAL_NAMES = {
+  Space: "SPACE", ShiftLeft: "SHIFT", ShiftRight: "SHIFT", ControlLeft: "CTRL", ControlRight: "CTRL",
+  AltLeft: "ALT", AltRight: "ALT", Tab: "TAB", Enter: "ENTER", Backspace: "BACKSPACE", CapsLock: "CAPSLOCK",
+  PageUp: "PAGEUP", PageDown: "PAGEDOWN", End: "END", Home: "HOME",
+  ArrowLeft: "LEFT", ArrowUp: "UP", ArrowRight: "RIGHT", ArrowDown: "DOWN",
+  Semicolon: ";", Equal: "=", Comma: ",", Minus: "-", Period: ".", Slash: "/", Backquote: "`",
+  BracketLeft: "[", Backslash: "\\", BracketRight: "]", Quote: "'",
+};
+
 function baseKeymap() {
-  const map = {
-    Space: 32, ShiftLeft: 16, ShiftRight: 16, ControlLeft: 17, ControlRight: 17, AltLeft: 18, AltRight: 18,
-    Tab: 9, Enter: 13, Backspace: 8, CapsLock: 20, PageUp: 33, PageDown: 34, End: 35, Home: 36,
-    ArrowLeft: 37, ArrowUp: 38, ArrowRight: 39, ArrowDown: 40,
-    Semicolon: 186, Equal: 187, Comma: 188, Minus: 189, Period: 190, Slash: 191, Backquote: 192,
-    BracketLeft: 219, Backslash: 220, BracketRight: 221, Quote: 222,
-  };
-  for (let c = 65; c <= 90; c++) map["Key" + String.fromCharCode(c)] = c;
+  const map = {};
+  for (const [physical, name] of Object.entries(PHYSICAL_NAMES)) map[physical] = KEY_CODES[name];
+  for (let c = 65; c <= 90; c++) map["Key" + String.fromCharCode(c)] = KEY_CODES[String.fromCharCode(c)];
   for (let d = 0; d <= 9; d++) {
-    map["Digit" + d] = 48 + d;
-    map["Numpad" + d] = 96 + d;
+    map["Digit" + d] = KEY_CODES[String(d)];
+    map["Numpad" + d] = KEY_CODES["NUMPAD" + d];
   }
-  for (let f = 1; f <= 24; f++) map["F" + f] = 111 + f;
+  for (let f = 1; f <= 24; f++) map["F" + f] = KEY_CODES["F" + f];
   return map;
 }
 
 // Remapping presets: physical key code -> Owl-Control code, on top of the base map.
 export const LAYOUTS = {
   "WASD (physical keys)": {},
-  "Arrows drive WASD": { ArrowUp: 87, ArrowLeft: 65, ArrowDown: 83, ArrowRight: 68 },
-  "IJKL drive WASD": { KeyI: 87, KeyJ: 65, KeyK: 83, KeyL: 68 },
+  "Arrows drive WASD": { ArrowUp: KEY_CODES.W, ArrowLeft: KEY_CODES.A, ArrowDown: KEY_CODES.S, ArrowRight: KEY_CODES.D },
+  "IJKL drive WASD": { KeyI: KEY_CODES.W, KeyJ: KEY_CODES.A, KeyK: KEY_CODES.S, KeyL: KEY_CODES.D },
 };
-
-const KEY_NAMES = { W: 87, A: 65, S: 83, D: 68, SPACE: 32, SHIFT: 16, CTRL: 17, ALT: 18, LMB: 1, RMB: 2, MMB: 4 };
 
 // "ArrowUp=W, KeyE=Space" -> {ArrowUp: 87, KeyE: 32}; throws on a bad entry.
 export function parseRemap(text) {
@@ -35,7 +39,7 @@ export function parseRemap(text) {
     if (!part.trim()) continue;
     const [from, to] = part.split("=").map((s) => (s || "").trim());
     const upper = (to || "").toUpperCase();
-    const code = /^\d+$/.test(upper) ? Number(upper) : KEY_NAMES[upper] ?? (upper.length === 1 ? upper.charCodeAt(0) : NaN);
+    const code = /^\d+$/.test(upper) ? Number(upper) : KEY_CODES[upper] ?? NaN;
     if (!from || !Number.isInteger(code) || code < 0 || code > 255) throw new Error(`bad remap entry "${part.trim()}"`);
     out[from] = code;
   }

@@ -13,11 +13,6 @@ from __future__ import annotations
 
 import torch
 
-# Inductor options for CPU engines. "freezing" (weights folded into constants, GEMM prepacking),
-# "max_autotune" (C++ GEMM templates) and "cpp_wrapper" were each measured on cpu-small with bf16 +
-# int8 at 2 threads and none beat the defaults (112-116 ms per latent frame either way): the frame time
-# is set by CPU flash attention and `_int_mm`, not by what these change.
-CPU_OPTIONS: dict = {}
 CUDA_GRAPH_MODE = "reduce-overhead"
 
 
@@ -32,11 +27,11 @@ def compile_forward(engine, cuda_graphs: bool | None = None):
     device = torch.device(engine.device)
     if cuda_graphs is None:
         cuda_graphs = device.type == "cuda"
+    # Inductor's defaults on CPU: "freezing", "max_autotune" and "cpp_wrapper" were each measured on
+    # cpu-small (bf16 + int8, 2 threads) and none beat them (docs/benchmarks.md).
     kwargs = {"fullgraph": True, "dynamic": False}
     if cuda_graphs:
         kwargs["mode"] = CUDA_GRAPH_MODE
-    elif CPU_OPTIONS and device.type == "cpu":
-        kwargs["options"] = dict(CPU_OPTIONS)
     compiled = torch.compile(engine.model.forward, **kwargs)
 
     def forward(x, *args, **kwargs):
@@ -68,12 +63,3 @@ def mark_static_buffers(engine, tensors) -> None:
         for tensor in tensors:
             torch._dynamo.mark_static_address(tensor, guard=False)
 
-
-def compile_engine_steps(engine, cuda_graphs: bool | None = None):
-    """Route every denoise step and cache pass of `engine`'s sessions through one compiled graph.
-
-    Idempotent: an engine that is already compiled is left as it is. Returns the engine.
-    """
-    if getattr(engine.forward, "compiled", None) is None:
-        engine.forward = compile_forward(engine, cuda_graphs)
-    return engine

@@ -2,7 +2,7 @@
 
     engine = load_engine("models/waypoint/my-model", dtype=torch.bfloat16)
     world = engine.new_session()
-    world.append_latent(seed_latent)
+    world.append_latent(seed_latent)          # or: world.append_latents(codec.encode(frames))
     latent = world.step(Controls.from_keys(["W"]), generator=torch.Generator().manual_seed(0))
 """
 from __future__ import annotations
@@ -37,17 +37,9 @@ class WorldEngine:
         self._autoencoder = None
         self.options = {}
 
-    def new_session(self, decode: bool | None = None) -> WorldSession:
-        """A fresh world. decode: keep latents for the autoencoder's decoder stream (default: when
-        this model has an autoencoder); pure latent rollouts pass False so nothing accumulates."""
-        return WorldSession(self, self.has_autoencoder if decode is None else decode)
-
-    @property
-    def has_autoencoder(self) -> bool:
-        if self._autoencoder is not None:
-            return True
-        from worldengine.ae import find_autoencoder_files
-        return self.folder is not None and find_autoencoder_files(self.folder, self.config) is not None
+    def new_session(self) -> WorldSession:
+        """A fresh world (frame 0, empty cache); its pixels go through `self.require_autoencoder().codec()`."""
+        return WorldSession(self)
 
     @property
     def autoencoder(self):

@@ -1,6 +1,6 @@
 """Waypoint-1 text conditioning: UMT5 encoder embeddings for the prompt cross-attention.
 
-Protocol (ENGINE_SPEC §3.8): text is cleaned with ``ftfy.fix_text`` (plain NFC when ftfy is not
+Protocol (as the reference engine): text is cleaned with ``ftfy.fix_text`` (plain NFC when ftfy is not
 installed), tokenised with ``padding="max_length", truncation=True, max_length=512``, run through
 ``UMT5EncoderModel`` and ``last_hidden_state`` is multiplied by the attention mask, so padding rows
 are exactly zero. ``pad_mask = attention_mask == 0`` (True = padding row).
@@ -131,9 +131,6 @@ class PromptEncoder:
         while len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
         return result[0].clone(), result[1].clone()
-
-    def clear_cache(self) -> None:
-        self._cache.clear()
 
     @torch.no_grad()
     def _run(self, cleaned: str) -> tuple[torch.Tensor, torch.Tensor]:

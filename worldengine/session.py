@@ -1,4 +1,6 @@
-"""One world: its KV cache, frame counter, prompt and (optionally) its autoencoder streams.
+"""One world: its KV cache, frame counter and prompt. Pixels are not its business: a world's encoder
+and decoder streams are a `worldengine.ae.WorldCodec`, owned by whoever turns frames into latents and back,
+and saved beside the session's state when a snapshot file is written (`save_snapshot(path, codec)`).
 
 The rollout protocol (the reference's): a seed latent costs one sigma-0 cache pass; a generated
 frame costs one denoise pass per Euler step with the cache frozen, then a sigma-0 cache pass on the
@@ -22,7 +24,8 @@ SNAPSHOT_FORMAT = "waypoint-world-snapshot/1"
 
 @dataclass
 class WorldSnapshot:
-    """A deep copy of a world's state: CPU tensors plus the frame counter and model fingerprint."""
+    """A deep copy of a world's state: CPU tensors (KV rings and their written flags, prompt_emb [P_len, P],
+    last_latent [C, H, W] float32) plus the frame counter and the model fingerprint."""
 
     fingerprint: str
     frame_index: int
@@ -31,17 +34,14 @@ class WorldSnapshot:
 
 
 class WorldSession:
-    def __init__(self, engine, decode: bool = True):
+    def __init__(self, engine):
         self.engine = engine
-        self.decode = decode                             # whether latents are queued for decoding
         self.cache = RingKVCache(engine.config, engine.dtype, engine.device)
         mark_static_buffers(engine, [*self.cache.buffers, *self.cache.mask_buffers.values()])
         self.frame_index = 0
         self.prompt_emb: torch.Tensor | None = None     # [P_len, P] as given
         self._prompt_normed: torch.Tensor | None = None
         self.last_latent: torch.Tensor | None = None     # [C, H, W] float32 CPU
-        self.ae_stream = None                            # autoencoder encode/decode streams, lazily
-        self.undecoded: list[torch.Tensor] = []          # latents not yet fed to the decoder stream
 
     # ---- inputs -------------------------------------------------------------------------------
     def set_prompt(self, prompt_emb: torch.Tensor | None):
@@ -103,8 +103,11 @@ class WorldSession:
         self.cache.commit(self.frame_index)
         self.frame_index += 1
         self.last_latent = x.float().cpu()
-        if self.decode:
-            self.undecoded.append(self.last_latent)
+
+    def append_latents(self, latents: torch.Tensor, controls: Controls | None = None):
+        """Seed with several clean latents [N, C, H, W] (e.g. a codec's encoding of seed frames)."""
+        for latent in latents:
+            self.append_latent(latent, controls)
 
     @torch.inference_mode()
     def step(self, controls: Controls | None = None, noise: torch.Tensor | None = None,
@@ -131,8 +134,6 @@ class WorldSession:
         self.cache.commit(self.frame_index)
         self.frame_index += 1
         self.last_latent = x.float().cpu()
-        if self.decode:
-            self.undecoded.append(self.last_latent)
         return self.last_latent
 
     def reset(self):
@@ -140,49 +141,6 @@ class WorldSession:
         self.cache.reset()
         self.frame_index = 0
         self.last_latent = None
-        self.ae_stream = None
-        self.undecoded = []
-
-    # ---- images -------------------------------------------------------------------------------
-    def _stream(self):
-        if self.ae_stream is None:
-            self.ae_stream = self.engine.require_autoencoder().stream()
-        return self.ae_stream
-
-    @torch.inference_mode()
-    def append_frames(self, frames: torch.Tensor, controls: Controls | None = None, fit="error") -> torch.Tensor:
-        """Seed from video frames [T, 3, H, W] float in [0, 1]; returns the appended latents [N, C, h, w].
-
-        A single frame is repeated to fill one latent (4 frames for TAEHV), as the reference examples
-        prime a world from one image. Otherwise T must be a multiple of the frames per latent.
-        """
-        per_latent = self.engine.config.frames_per_latent
-        if frames.ndim != 4 or frames.shape[1] != 3:
-            raise WaypointError(f"frames must be [T, 3, H, W] RGB, got {list(frames.shape)}")
-        if frames.shape[0] == 1 and per_latent > 1:
-            frames = frames.expand(per_latent, -1, -1, -1)
-        if frames.shape[0] % per_latent:
-            raise WaypointError(f"this model encodes {per_latent} frames per latent; got {frames.shape[0]} frames")
-        latents = self._stream().encode_frames(frames.float(), fit=fit)
-        for latent in latents:
-            self.append_latent(latent, controls)
-        return latents
-
-    @torch.inference_mode()
-    def decode_pending(self) -> torch.Tensor:
-        """Decode every latent appended or generated since the last call, in world order.
-
-        Returns frames [T, 3, H, W] float32 in [0, 1] (frames_per_latent per latent; T may be 0).
-        """
-        if not self.decode:
-            raise WaypointError("this world was opened with decode=False; open it with decode=True to get frames")
-        stream = self._stream()
-        frames = [stream.decode_latent(latent) for latent in self.undecoded]
-        self.undecoded = []
-        if not frames:
-            height, width = self.engine.autoencoder.output_size
-            return torch.zeros(0, 3, height, width)
-        return torch.cat(frames)
 
     # ---- snapshots ----------------------------------------------------------------------------
     def snapshot(self) -> WorldSnapshot:
@@ -191,13 +149,7 @@ class WorldSession:
             tensors["prompt_emb"] = self.prompt_emb.clone()
         if self.last_latent is not None:
             tensors["last_latent"] = self.last_latent.clone()
-        if self.undecoded:
-            tensors["undecoded"] = torch.stack(self.undecoded)
-        extra = {}
-        if self.ae_stream is not None:
-            stream_tensors, extra["ae_stream"] = _split_state(self.ae_stream.get_state())
-            tensors.update({f"ae.{k}": v for k, v in stream_tensors.items()})
-        return WorldSnapshot(self.engine.fingerprint, self.frame_index, tensors, extra)
+        return WorldSnapshot(self.engine.fingerprint, self.frame_index, tensors)
 
     def restore(self, snapshot: WorldSnapshot):
         if snapshot.fingerprint != self.engine.fingerprint:
@@ -210,22 +162,22 @@ class WorldSession:
             self.set_prompt(prompt)
         latent = snapshot.tensors.get("last_latent")
         self.last_latent = None if latent is None else latent.clone()
-        undecoded = snapshot.tensors.get("undecoded")
-        self.undecoded = [] if undecoded is None else list(undecoded.clone())
-        self.ae_stream = None
-        if "ae_stream" in snapshot.extra:
-            stream_tensors = {k[len("ae."):]: v.clone() for k, v in snapshot.tensors.items() if k.startswith("ae.")}
-            self._stream().load_state({**stream_tensors, **snapshot.extra["ae_stream"]})
 
-    def save_snapshot(self, path: str | Path):
+    def save_snapshot(self, path: str | Path, codec=None):
+        """Write this world to a safetensors file; with `codec` (a WorldCodec) its stream state too."""
         from safetensors.torch import save_file
 
         snap = self.snapshot()
+        if codec is not None:
+            stream_tensors, snap.extra["ae_stream"] = _split_state(codec.get_state())
+            snap.tensors.update({f"ae.{k}": v for k, v in stream_tensors.items()})
         metadata = {"format": SNAPSHOT_FORMAT, "fingerprint": snap.fingerprint,
                     "frame_index": str(snap.frame_index), "extra": json.dumps(snap.extra)}
         save_file({k: v.contiguous() for k, v in snap.tensors.items()}, str(path), metadata=metadata)
 
-    def load_snapshot(self, path: str | Path):
+    def load_snapshot(self, path: str | Path, codec=None):
+        """Restore from a file written by save_snapshot; a saved stream state goes into `codec` (a
+        WorldCodec of this model) when one is given. Returns whether the file held a stream state."""
         from worldengine.checkpoint import read_safetensors
         from safetensors import safe_open
 
@@ -238,6 +190,11 @@ class WorldSession:
         snap = WorldSnapshot(metadata["fingerprint"], int(metadata["frame_index"]), tensors,
                              json.loads(metadata.get("extra", "{}")))
         self.restore(snap)
+        has_stream = "ae_stream" in snap.extra
+        if codec is not None and has_stream:
+            stream_tensors = {k[len("ae."):]: v.clone() for k, v in tensors.items() if k.startswith("ae.")}
+            codec.load_state({**stream_tensors, **snap.extra["ae_stream"]})
+        return has_stream
 
 
 def _split_state(state: dict) -> tuple[dict, dict]:

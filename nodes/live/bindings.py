@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-from .. import stream
+from .. import codec
 from ..world import World
 
 
@@ -90,7 +90,7 @@ def renderer_factory(world: World):
     def make(preview: str):
         if preview == "decoded" and engine.autoencoder is not None:
             tail = world.decode_tail
-            decoder = tail.state_after(engine) if tail is not None else stream.new_decoder(engine)
+            decoder = tail.state_after(engine) if tail is not None else codec.new_decoder(engine)
             return DecoderPreview(decoder, engine.autoencoder.frames_per_latent)
         return LatentPreview(engine.config.latent_shape[0])
 

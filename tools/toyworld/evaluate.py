@@ -44,7 +44,7 @@ def controls_of(keys_row, mouse_dx: float) -> Controls:
 @torch.no_grad()
 def rollout(engine, ae, seed_frames: np.ndarray, seed_controls: list, controls: list, generator_seed: int = 0):
     """Seed frames [4K, 3, H, W] (+ K controls), generate len(controls) latents -> frames [4N, 3, H, W]."""
-    session = engine.new_session(decode=False)
+    session = engine.new_session()
     seed_latents = ae.encode(torch.from_numpy(seed_frames))
     for latent, control in zip(seed_latents, seed_controls):
         session.append_latent(latent, control)

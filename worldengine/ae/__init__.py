@@ -24,7 +24,7 @@ from worldengine.images import CONTENT_ASPECT, aspect_matches, display_size, fit
 from worldengine.options import FitMode
 from worldengine.ae.owl import DECODER_SIZE, ENCODER_SIZE, OwlAE, load_owl_ae
 from worldengine.ae.taehv import FRAMES_PER_LATENT, LATENT_CHANNELS, SPATIAL_SCALE, TAEHV, load_taehv
-from worldengine.ae.taehv_causal import StreamState, TAEHVDecoderStream, TAEHVEncoderStream
+from worldengine.ae.taehv_causal import StreamState, TAEHVCausalDecoder, TAEHVCausalEncoder
 from worldengine.ae.toy import TOY_AE_NAME, load_toy_ae
 
 TAEHV_NAMES = ("taehv1_5.safetensors", "taehv1_5.pth")
@@ -96,9 +96,6 @@ class _Stream:
         if self._taehv is not None:
             self._taehv.reset()
 
-    def flush(self) -> torch.Tensor:
-        return self._taehv.flush() if self._taehv is not None else torch.zeros(0)
-
     def get_state(self) -> StreamState:
         return self._taehv.get_state() if self._taehv is not None else {}
 
@@ -112,7 +109,7 @@ class EncoderStream(_Stream):
 
     def __init__(self, ae: "WorldAutoencoder"):
         self.ae = ae
-        self._taehv = TAEHVEncoderStream(ae.model) if ae.kind == "taehv" else None
+        self._taehv = TAEHVCausalEncoder(ae.model) if ae.kind == "taehv" else None
 
     def encode(self, frames: torch.Tensor, fit: FitMode | str = FitMode.ERROR) -> torch.Tensor:
         if self._taehv is not None:
@@ -130,7 +127,7 @@ class DecoderStream(_Stream):
     def __init__(self, ae: "WorldAutoencoder", display: bool = True):
         self.ae = ae
         self.display = display
-        self._taehv = TAEHVDecoderStream(ae.model) if ae.kind == "taehv" else None
+        self._taehv = TAEHVCausalDecoder(ae.model) if ae.kind == "taehv" else None
 
     def decode(self, latent: torch.Tensor) -> torch.Tensor:
         if self._taehv is None:
@@ -141,18 +138,22 @@ class DecoderStream(_Stream):
         return frames
 
 
-class AEStream:
-    """An encoder and a decoder stream used together by one session; one state dict for both."""
+class WorldCodec:
+    """One world's encoder and decoder streams, used together (a rollout, a snapshot file); one state
+    dict for both. The world's session never holds it: whoever turns its frames into latents does."""
 
-    def __init__(self, ae: "WorldAutoencoder"):
-        self.encoder = ae.encoder()
-        self.decoder = ae.decoder()
+    def __init__(self, ae: "WorldAutoencoder", encoder: EncoderStream | None = None,
+                 decoder: DecoderStream | None = None):
+        self.encoder = encoder or ae.encoder()
+        self.decoder = decoder or ae.decoder()
 
-    def encode_frames(self, frames: torch.Tensor, fit: FitMode | str = FitMode.ERROR) -> torch.Tensor:
+    def encode(self, frames: torch.Tensor, fit: FitMode | str = FitMode.ERROR) -> torch.Tensor:
+        """frames [T, 3, H, W] in [0, 1] -> latents [T / frames_per_latent, C, h, w] float32."""
         return self.encoder.encode(frames, fit)
 
-    def decode_latent(self, latent: torch.Tensor) -> torch.Tensor:
-        return self.decoder.decode(latent)
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """latents [N, C, h, w] (or one [C, h, w]) -> frames [k, 3, H, W] float32 in [0, 1]."""
+        return self.decoder.decode(latents)
 
     def reset(self) -> None:
         self.encoder.reset()
@@ -193,8 +194,21 @@ class WorldAutoencoder:
     def decoder(self, display: bool = True) -> DecoderStream:
         return DecoderStream(self, display)
 
-    def stream(self) -> AEStream:
-        return AEStream(self)
+    def codec(self, encoder: EncoderStream | None = None, decoder: DecoderStream | None = None) -> WorldCodec:
+        """A codec with fresh streams, or around the given ones."""
+        return WorldCodec(self, encoder, decoder)
+
+    def seed_frames(self, frames: torch.Tensor) -> torch.Tensor:
+        """frames [T, 3, H, W] -> T' frames that encode to whole latents: a single image is repeated
+        to fill one latent (4 frames for TAEHV), as the reference primes a world from one image."""
+        per_latent = self.frames_per_latent
+        if frames.ndim != 4 or frames.shape[1] != 3:
+            raise WaypointError(f"frames must be [T, 3, H, W] RGB, got {list(frames.shape)}")
+        if frames.shape[0] == 1 and per_latent > 1:
+            frames = frames.expand(per_latent, -1, -1, -1)
+        if frames.shape[0] % per_latent:
+            raise WaypointError(f"this model encodes {per_latent} frames per latent; got {frames.shape[0]} frames")
+        return frames.float()
 
 
 def load_autoencoder(folder: str | Path, config=None, device: str | torch.device = "cpu",

@@ -1,6 +1,6 @@
 """Waypoint-1 autoencoder (one 360x640 RGB frame <-> one latent [16, 32, 32]).
 
-Written from ENGINE_SPEC.md §9.1. Files: encoder.safetensors / decoder.safetensors with weight-normalised
+Files: encoder.safetensors / decoder.safetensors with weight-normalised
 convolutions (`<conv>.parametrizations.weight.original0` = g [out,1,1,1], `...original1` = v), and
 encoder_conf.yml / decoder_conf.yml whose `model:` section holds the sizes. The weight norm is folded
 at load (W = g * v / ||v||, norm per output channel), so the modules here are plain convolutions.

@@ -1,6 +1,6 @@
 """TAEHV 1.5: the tiny causal video autoencoder of Waypoint-1.5 (4 RGB frames <-> 1 latent).
 
-Written from the facts in ENGINE_SPEC.md §9.2 (architecture of madebyollin/taehv, MIT).
+The architecture of madebyollin/taehv (MIT), written here from its published facts.
 Layouts used throughout (no batch axis; the engine runs one stream at a time):
 - frames:  [T, 3, H, W] float in [0, 1], H and W multiples of 16;
 - latents: [N, 32, H/16, W/16] float (roughly N(0, 1)); one latent covers 4 consecutive frames.

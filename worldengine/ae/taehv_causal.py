@@ -1,13 +1,12 @@
-"""Streaming TAEHV 1.5: causal encoder and decoder streams with exportable state.
+"""Causal TAEHV 1.5: the encoder and decoder run frame-causally over a world, with exportable state.
 
-Lifecycle of both streams: `reset()` -> `encode(...)` / `decode(...)` any number of times ->
-`flush()`. Memory (each MemBlock's last input) persists across calls until `reset()`.
+Lifecycle of both: `reset()` -> `encode(...)` / `decode(...)` any number of times. Memory (each MemBlock's last input) persists across calls until `reset()`.
 `get_state()` returns a flat dict of tensors and small ints; `load_state()` puts it back, so a
 session snapshot can include the AE streams (the reference engine forgets them).
 
 Each call runs the chunk time-parallel (`run_blocks`), which equals the reference's one-frame-at-a-
 time work queue: 4 frames -> 1 latent and 1 latent -> 4 frames are always whole chunks, so nothing
-is ever left half-way inside the network and `flush()` has nothing pending to return.
+is ever left half-way inside the network.
 """
 
 from __future__ import annotations
@@ -52,7 +51,7 @@ def _state_int(state: StreamState, key: str, what: str) -> int:
     return value
 
 
-class TAEHVEncoderStream:
+class TAEHVCausalEncoder:
     """Causal encoder: frames [4k, 3, H, W] in [0, 1] -> latents [k, 32, H/16, W/16], memory kept."""
 
     def __init__(self, model: TAEHV):
@@ -71,10 +70,6 @@ class TAEHVEncoderStream:
         self.frames_seen += frames.shape[0]
         return latents
 
-    def flush(self) -> torch.Tensor:
-        """Nothing is ever pending (whole 4-frame chunks only): an empty [0, 32, 0, 0] tensor."""
-        weight = self.model.encoder[0].weight
-        return torch.zeros(0, 32, 0, 0, device=weight.device, dtype=weight.dtype)
 
     def get_state(self) -> StreamState:
         return {**_memory_state(self._memory), "frames_seen": self.frames_seen}
@@ -84,7 +79,7 @@ class TAEHVEncoderStream:
         self.frames_seen = _state_int(state, "frames_seen", "TAEHV encoder")
 
 
-class TAEHVDecoderStream:
+class TAEHVCausalDecoder:
     """Causal decoder: each latent [32, h, w] -> exactly 4 frames [4, 3, 16h, 16w] in [0, 1].
 
     With `warmup` (default, the reference engine's behaviour) the first decode of a stream feeds its
@@ -120,10 +115,6 @@ class TAEHVDecoderStream:
         self.frames_out += frames.shape[0]
         return frames
 
-    def flush(self) -> torch.Tensor:
-        """Nothing is ever pending (each latent is decoded whole): an empty [0, 3, 0, 0] tensor."""
-        weight = self.model.decoder[1].weight
-        return torch.zeros(0, 3, 0, 0, device=weight.device, dtype=weight.dtype)
 
     def get_state(self) -> StreamState:
         return {**_memory_state(self._memory), "frames_to_drop": self.frames_to_drop,

@@ -6,10 +6,12 @@ import sys
 from pathlib import Path
 
 from worldengine.errors import WaypointError
+from worldengine.options import DType, FitMode, Quant
+from worldengine.prompt_encoder import DEFAULT_ENCODER_URI
 
 
 def _common(parser: argparse.ArgumentParser):
-    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    parser.add_argument("--dtype", default="float32", choices=DType.values(), help="default: %(default)s")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
 
 
@@ -54,8 +56,9 @@ def cmd_rollout(args) -> int:
     seed = seed_frames_from_file(seed_image, ae.pixel_size)
     prompt = None
     if engine.config.has_prompt:
-        from worldengine.prompt_encoder import encode_prompt_for_engine
-        prompt = encode_prompt_for_engine(engine, args.prompt)
+        from worldengine.prompt_encoder import PromptEncoder
+        encoder = PromptEncoder.from_pretrained(args.prompt_encoder, models_dir=models_dir, device=engine.device)
+        prompt = encoder.encode(args.prompt)[0]
     frames = rollout_frames(engine, seed, track, fit=args.fit, prompt_emb=prompt, progress=print_progress)
     written = write_frames(frames, args.out, fps=args.fps)
     print(f"[worldengine] wrote {frames.shape[0]} frames ({len(track)} latent steps) to {written}")
@@ -83,13 +86,15 @@ def build_parser() -> argparse.ArgumentParser:
     rollout.add_argument("--controls", default=None, help="control track JSON (waypoint-control-track/1)")
     rollout.add_argument("--frames", type=int, default=None, help="latent steps (default: whole track, or 16)")
     rollout.add_argument("--out", required=True, help="OUT.mp4 / .gif / .webp, or a folder for PNGs")
-    rollout.add_argument("--fit", default="crop", choices=["error", "stretch", "crop", "pad"],
+    rollout.add_argument("--fit", default="crop", choices=FitMode.values(),
                          help="how a seed image of another aspect ratio is fitted")
     rollout.add_argument("--seed", type=int, default=0, help="noise seed when no control track is given")
-    rollout.add_argument("--prompt", default=None, help="Waypoint-1 text prompt")
+    rollout.add_argument("--prompt", default=None, help="Waypoint-1 text prompt (default: the model's default prompt)")
+    rollout.add_argument("--prompt-encoder", default=DEFAULT_ENCODER_URI,
+                         help="Waypoint-1: UMT5 encoder folder or Hugging Face repo id (default: %(default)s)")
     rollout.add_argument("--fps", type=float, default=30.0)
     rollout.add_argument("--models-dir", default=str(Path.home() / ".cache" / "waypoint-models"))
-    rollout.add_argument("--quant", default=None, choices=["none", "int8"])
+    rollout.add_argument("--quant", default=None, choices=Quant.values(), help=" ".join(Quant.__doc__.split()))
     rollout.add_argument("--compile", action="store_true")
     _common(rollout)
     sub.add_parser("bench", help="benchmark (see `bench --help`)", add_help=False)

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from worldengine.errors import WaypointError
+from worldengine.options import DType, Quant
 from worldengine.synthetic.presets import PRESETS, preset_config
 from worldengine.cli.roofline import ROOFLINE_KEYS, frame_flops, gemm_sizes_for, measure_roofline
 
@@ -209,10 +210,9 @@ def parse_args(argv):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="cpu-small", choices=sorted(PRESETS))
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    parser.add_argument("--dtype", default=None, choices=["float32", "bfloat16"],
+    parser.add_argument("--dtype", default=None, choices=[d for d in DType.values() if d != DType.AUTO],
                         help="compute dtype (default float32; with --compare and no speed flags: bfloat16)")
-    parser.add_argument("--quant", default=None, choices=["none", "int8", "int8wo", "fp8"],
-                        help="int8: W8A8; int8wo: int8 weights only; fp8: e4m3 W8A8 (CUDA, compute capability 8.9+)")
+    parser.add_argument("--quant", default=None, choices=Quant.values(), help=" ".join(Quant.__doc__.split()))
     parser.add_argument("--compile", action="store_true", help="torch.compile the model forward")
     parser.add_argument("--frames", type=int, default=20, help="timed latent frames")
     parser.add_argument("--warmup", type=int, default=3, help="untimed latent frames first (compile happens here)")

@@ -42,7 +42,7 @@ def read_rollout_inputs(path: str | Path) -> tuple[dict, dict]:
 def replay(engine, tensors: dict, metadata: dict, trace_first: list | None = None,
            roundtrip_from: int | None = None) -> dict[str, torch.Tensor]:
     """Run the rollout protocol. Returns {"latents": [N,C,H,W]} (+ "roundtrip_latents" if asked)."""
-    session = engine.new_session(decode=False)
+    session = engine.new_session()
     if "prompt_emb" in tensors:
         session.set_prompt(tensors["prompt_emb"])
     seeds = tensors["seed_latents"]

@@ -45,12 +45,14 @@ def rollout_frames(engine, seed: torch.Tensor, track: ControlTrack, fit: str = "
         if prompt_emb is None:
             raise WaypointError("this model is text-conditioned: give a prompt embedding")
         session.set_prompt(prompt_emb)
-    session.append_frames(seed, fit=fit)
+    ae = engine.require_autoencoder()
+    codec = ae.codec()
+    seed_latents = codec.encode(ae.seed_frames(seed), fit)
+    session.append_latents(seed_latents)
     generator = torch.Generator().manual_seed(track.seed)
-    chunks = [session.decode_pending()]
+    chunks = [codec.decode(seed_latents)]
     for index, controls in enumerate(track.frames):
-        session.step(controls, generator=generator)
-        chunks.append(session.decode_pending())
+        chunks.append(codec.decode(session.step(controls, generator=generator)))
         if progress:
             progress(index + 1, len(track))
     return to_uint8(torch.cat(chunks))

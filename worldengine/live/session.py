@@ -97,7 +97,7 @@ class LiveSession:
         self._control_lock = threading.Lock()    # pending control (touched at input rate)
         self._pending = _PendingControl()
         self._n_buttons = engine.config.n_buttons
-        self.session = engine.new_session(decode=False)   # previews render latents themselves
+        self.session = engine.new_session()      # previews render latents themselves
         self.playing = False
         self.closed = False
         self.recording = record
@@ -262,8 +262,6 @@ class LiveSession:
     # ---- internals ---------------------------------------------------------------------------
     def _to_base(self) -> None:
         self.session.restore(self.base_snapshot)
-        self.session.undecoded = []
-        self.session.ae_stream = None
         self.generator = torch.Generator().manual_seed(self.seed)
         self.track_frames: list[Controls] = []
         self.steps_since_base = 0

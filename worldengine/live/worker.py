@@ -7,10 +7,17 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from worldengine.live.session import LiveSession
+
+class LiveSession(Protocol):
+    """What the worker needs of a live session (`worldengine.live.session.LiveSession` is one)."""
+
+    def wait_time(self, now: float) -> float: ...
+
+    def tick(self) -> None: ...
+
+    def fail(self, error: BaseException) -> None: ...
 
 
 class DeviceWorker:

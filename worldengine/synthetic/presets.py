@@ -1,8 +1,8 @@
 """Benchmark presets: config.yaml-shaped dicts, the same names on every machine.
 
 `tiny` is the oracle checkpoint's size; `cpu-small` is a scaled-down Waypoint-1.5 layout that a
-2-core CPU can run (DESIGN §5); `wp15-360p` / `wp15-720p` / `wp1-small` are the published model
-configs (ENGINE_SPEC §1.3). Random weights at these sizes give real speed figures.
+2-core CPU can run; `wp15-360p` / `wp15-720p` / `wp1-small` are the published model
+configs. Random weights at these sizes give real speed figures.
 """
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ WP15_720P = {
 
 WP15_360P = {**WP15_720P, "height": 8, "width": 16, "tokens_per_frame": 128}
 
-# DESIGN §5: the 1.5 layout shrunk to d_model 512 / 8 layers, real windows and token grid.
+# The 1.5 layout shrunk to d_model 512 / 8 layers, real windows and token grid.
 CPU_SMALL = {**WP15_360P, "d_model": 512, "n_layers": 8, "n_heads": 8, "n_kv_heads": 4}
 
 WP1_SMALL = {

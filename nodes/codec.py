@@ -1,8 +1,8 @@
-"""The nodes' only contact with the autoencoder streams (engine.autoencoder, worldengine/).
+"""The nodes' only contact with the autoencoder (`engine.autoencoder`, `worldengine.ae`).
 
-Encoder and decoder streams are causal over a world (TAEHV 1.5: memory persists across calls);
-per-frame autoencoders (Waypoint-1) have streams with no memory. Both expose
-`encode`/`decode`, `get_state`/`load_state`.
+A world's encoder and decoder streams are causal over the world (TAEHV 1.5: memory persists across
+calls); per-frame autoencoders (Waypoint-1, the toy world) have streams with no memory. Both expose
+`encode`/`decode`, `get_state`/`load_state`. Nodes keep them on `World` handles and `DecodeLink`s.
 """
 from __future__ import annotations
 
