@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from threads import one_thread
 from worldengine import Controls, load_engine
 from worldengine.errors import WaypointError
 from worldengine.sanitize.classifier import get_classifier, nudenet_available
@@ -102,7 +103,13 @@ def engine(tmp_path_factory):
                                              width=4, tokens_per_frame=8))
 
 
-def test_redirect_restores_last_clean_snapshot_and_play_continues(engine):
+@pytest.fixture
+def single_thread():
+    with one_thread():  # tiny steps on a shared 2-core box: a second thread only waits
+        yield
+
+
+def test_redirect_restores_last_clean_snapshot_and_play_continues(engine, single_thread):
     session = engine.new_session()
     generator = torch.Generator().manual_seed(0)
     guard = LiveGuard(SafetyCheck(MarkedFrames(), "redirect"), stride=2)
@@ -123,7 +130,7 @@ def test_redirect_restores_last_clean_snapshot_and_play_continues(engine):
     assert session.frame_index == frame_index_at[4] + 4  # four more steps after the restore
 
 
-def test_redirect_state_equals_the_clean_world(engine):
+def test_redirect_state_equals_the_clean_world(engine, single_thread):
     session = engine.new_session()
     generator = torch.Generator().manual_seed(1)
     guard = LiveGuard(SafetyCheck(MarkedFrames(), "redirect"), stride=1)
@@ -167,3 +174,17 @@ def test_missing_nudenet_names_the_extra(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_nudenet)
     with pytest.raises(WaypointError, match=r"comfyui-waypoint\[safety\]"):
         get_classifier("nudenet").scores(np.zeros((1, 8, 8, 3), np.uint8))
+
+
+# ---- the node --------------------------------------------------------------------------------------
+
+def test_safety_node_blocks_with_a_stand_in(monkeypatch):
+    import json
+
+    from nodes import safety
+    from worldengine.sanitize import classifier
+    monkeypatch.setitem(classifier.CLASSIFIERS, "stand-in", MarkedFrames)
+    spec = safety.WaypointSafetyCheck.INPUT_TYPES()["required"]
+    assert spec["policy"][0] == ["block", "blur"] and "nudenet" in spec["classifier"][0]
+    out, report = safety.WaypointSafetyCheck().check(frames(3, marked=[1]), "block", "stand-in")
+    assert torch.all(out[1] == 0) and json.loads(report)["flagged"] == [1]

@@ -1,0 +1,62 @@
+"""Mid-generation redirection for live play: on a flagged frame, go back to the last clean
+snapshot and keep playing (the technical report's "mid-generation redirection").
+
+    guard = LiveGuard(SafetyCheck(classifier, "redirect"), stride=4)
+    guard.reset(session.snapshot(), step=0)            # the seed world counts as clean
+    verdict = guard.after_step(session, frames, step)  # after every step, frames [k, 3, H, W]
+
+Every ``stride``-th step is classified. A clean checked step becomes the new restore point
+(one ``session.snapshot()`` per check, so the stride also bounds that cost). A flagged step
+restores the last restore point into ``session`` and returns the frames blacked out, so the
+flagged frames are never shown; the caller continues stepping from the restored world.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from worldengine.errors import WaypointError
+from worldengine.sanitize.images import SafetyCheck
+
+
+@dataclass
+class GuardVerdict:
+    """``action``: "unchecked", "clean" or "redirected"; ``frames`` to show; ``restored_step``:
+    the step count of the restored world (redirected only)."""
+    action: str
+    frames: torch.Tensor
+    score: float | None = None
+    restored_step: int | None = None
+
+
+class LiveGuard:
+    """Redirect policy over any session with ``snapshot()`` and ``restore(snapshot)``."""
+
+    def __init__(self, check: SafetyCheck, stride: int = 4):
+        if int(stride) < 1:
+            raise WaypointError(f"live safety stride must be >= 1, got {stride}")
+        self.check, self.stride = check, int(stride)
+        self._clean = None
+        self._clean_step = 0
+        self.redirects = 0
+
+    def reset(self, snapshot, step: int = 0) -> None:
+        """Set the restore point (the base world when play starts or resets)."""
+        self._clean, self._clean_step = snapshot, int(step)
+
+    def after_step(self, session, frames: torch.Tensor, step: int) -> GuardVerdict:
+        """``frames`` [k, 3, H, W] in 0..1 rendered for step number ``step`` (1 = first step)."""
+        if self._clean is None:
+            raise WaypointError("LiveGuard.reset(snapshot) must set a clean world before play")
+        if step % self.stride:
+            return GuardVerdict("unchecked", frames)
+        flagged, scores = self.check.flags(frames.permute(0, 2, 3, 1))
+        score = max(scores.values(), default=0.0)
+        if not flagged:
+            self._clean, self._clean_step = session.snapshot(), int(step)
+            return GuardVerdict("clean", frames, score)
+        session.restore(self._clean)
+        self.redirects += 1
+        return GuardVerdict("redirected", torch.zeros_like(frames), score, self._clean_step)
