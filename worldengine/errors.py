@@ -1,5 +1,6 @@
 """The one exception type users see from the engine, and string options that fail with one."""
 import enum
+import re
 
 
 class WaypointError(ValueError):
@@ -11,8 +12,8 @@ class Choice(str, enum.Enum):
 
     @classmethod
     def label(cls) -> str:
-        """What the option is called in messages (subclasses name it)."""
-        return cls.__name__
+        """What the option is called in messages: the class name in words ("FitMode" -> "fit mode")."""
+        return re.sub(r"(?<=[a-z])(?=[A-Z])", " ", cls.__name__).lower()
 
     @classmethod
     def parse(cls, value):

@@ -70,10 +70,6 @@ class FitMode(_Options):
     PAD = "pad"
     ERROR = "error"
 
-    @classmethod
-    def label(cls) -> str:
-        return "fit mode"
-
 
 class Preview(_Options):
     """What live play shows. latent: a false-colour view of the latent (cheap); decoded: the model's
@@ -83,10 +79,6 @@ class Preview(_Options):
     LATENT = "latent"
     DECODED = "decoded"
 
-    @classmethod
-    def label(cls) -> str:
-        return "preview"
-
 
 class Device(_Options):
     """Where the model runs. auto: the host's device (ComfyUI's, or CUDA when present)."""
@@ -94,10 +86,6 @@ class Device(_Options):
     AUTO = "auto"
     CPU = "cpu"
     CUDA = "cuda"
-
-    @classmethod
-    def label(cls) -> str:
-        return "device"
 
 
 def torch_device(device):
