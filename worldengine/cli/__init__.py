@@ -44,7 +44,7 @@ def cmd_rollout(args) -> int:
     engine = load_engine(folder, dtype=args.dtype, device=args.device, quant=args.quant, compile=args.compile)
     print(f"[worldengine] {engine.describe()} from {folder}")
     if args.controls:
-        track = ControlTrack.from_json(Path(args.controls).read_text())
+        track = ControlTrack.from_file(args.controls)   # a missing/bad file: one-line error
         if args.frames:
             track = ControlTrack(track.frames[: args.frames], track.seed)
     else:
@@ -98,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     rollout.add_argument("--compile", action="store_true")
     _common(rollout)
     sub.add_parser("bench", help="benchmark (see `bench --help`)", add_help=False)
+    sub.add_parser("bench-kernels", help="linear kernels side by side, ours vs torchao (see `bench-kernels --help`)",
+                   add_help=False)
     return parser
 
 
@@ -105,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["bench"]:
         return cmd_bench(argv[1:])
+    if argv[:1] == ["bench-kernels"]:
+        from worldengine.cli.bench_kernels import main as bench_kernels
+        return bench_kernels(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return {"replay": cmd_replay, "rollout": cmd_rollout}[args.command](args)
