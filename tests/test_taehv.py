@@ -5,7 +5,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from worldengine.ae import find_autoencoder_files, load_autoencoder, measure_decode_fps
+from worldengine.ae import find_autoencoder_files, load_autoencoder
+from worldengine.cli.bench_ae import measure_decode_fps
 from worldengine.errors import WaypointError
 from worldengine.ae.taehv import load_taehv, read_state_dict
 from worldengine.ae.taehv_causal import TAEHVCausalDecoder, TAEHVCausalEncoder

@@ -13,7 +13,6 @@ prefixes, ready to go into a safetensors snapshot.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -235,24 +234,3 @@ def load_autoencoder(folder: str | Path, config=None, device: str | torch.device
     model = load_owl_ae(files.path, device, dtype)
     side = ENCODER_SIZE[0] >> len(model.encoder.blocks)  # each encoder stage halves the 512x512 square
     return WorldAutoencoder("owl", model, (side, side), files.path)
-
-
-def measure_decode_fps(ae: WorldAutoencoder, n_latents: int = 6, warmup_latents: int = 1,
-                       seed: int = 0) -> dict:
-    """Decode random latents through a fresh decoder stream; returns frames/s and ms per latent.
-
-    The first `warmup_latents` calls (TAEHV warm-up included) are not timed.
-    """
-    generator = torch.Generator().manual_seed(seed)
-    shape = (n_latents + warmup_latents, ae.latent_channels, *ae.latent_hw)
-    latents = torch.randn(shape, generator=generator)
-    decoder = ae.decoder()
-    for latent in latents[:warmup_latents]:
-        decoder.decode(latent)
-    frames = 0
-    start = time.perf_counter()
-    for latent in latents[warmup_latents:]:
-        frames += decoder.decode(latent).shape[0]
-    seconds = time.perf_counter() - start
-    return {"frames_per_s": frames / seconds, "ms_per_latent": 1000 * seconds / n_latents,
-            "frames": frames, "output_size": ae.output_size, "threads": torch.get_num_threads()}

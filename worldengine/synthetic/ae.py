@@ -118,19 +118,3 @@ def write_random_owl_ae(folder: str | Path, seed: int = 0, ch_0: int = 16, ch_ma
         save_file({k: v.contiguous() for k, v in state.items()}, str(folder / f"{part}.safetensors"))
         (folder / f"{part}_conf.yml").write_text(_owl_conf_text(cfg))
     return folder
-
-
-def bench_random_taehv(latent_hw: tuple[int, int] = (16, 32), n_latents: int = 4,
-                       dtype: torch.dtype = torch.float32, device: str = "cpu") -> dict:
-    """Decode throughput of a random full-size TAEHV 1.5 (default 360P: 256x512 shown at 360x640).
-
-    `python -c "from worldengine.synthetic.ae import bench_random_taehv as b; print(b())"`
-    """
-    import tempfile
-
-    from worldengine.ae import load_autoencoder, measure_decode_fps
-
-    with tempfile.TemporaryDirectory() as folder:
-        write_random_taehv(Path(folder) / "taehv1_5.safetensors")
-        ae = load_autoencoder(folder, device=device, dtype=dtype, latent_hw=latent_hw)
-    return measure_decode_fps(ae, n_latents=n_latents)
