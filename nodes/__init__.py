@@ -11,7 +11,7 @@ import importlib
 
 from . import host
 
-_NODE_MODULES = ("core", "world_nodes", "sanitize", "live")
+_NODE_MODULES = ("core", "world_nodes", "sanitize", "safety", "live")
 
 NODE_CLASS_MAPPINGS: dict = {}
 NODE_DISPLAY_NAME_MAPPINGS: dict = {}

@@ -87,8 +87,9 @@ class LiveSession:
     `events(dict)` are called from the stepping thread (and `events` also from the caller's)."""
 
     def __init__(self, engine, base_snapshot, seed: int, renderer_factory, sink, events=None,
-                 settings: LiveSettings | None = None, record: bool = True):
+                 settings: LiveSettings | None = None, record: bool = True, guard=None):
         self.engine = engine
+        self.guard = guard                        # optional worldengine.sanitize.guard.LiveGuard
         self.base_snapshot = base_snapshot
         self.seed = int(seed)
         self.settings = settings or LiveSettings()
@@ -237,6 +238,8 @@ class LiveSession:
                 self.recording = False           # the track is full: stop, keep what fits
             self.steps_since_base += 1
             frames = self.renderer.render(latent)
+            if self.guard is not None:
+                frames = self._redirect_if_flagged(frames)
             rendered = time.perf_counter()
             settings = self.settings
             images = [encode_image(frame, settings.format, settings.quality, settings.max_width,
@@ -267,8 +270,20 @@ class LiveSession:
         self.steps_since_base = 0
         self.renderer = self._renderer_factory(self.settings.preview)
         self._renderer_stale = False
+        if self.guard is not None:
+            self.guard.reset(self.session.snapshot())
         with self._control_lock:
             self._pending = _PendingControl(buttons=self._pending.buttons)
+
+    def _redirect_if_flagged(self, frames):
+        """Safety redirect: a flagged step restores the guard's last clean world and shows black;
+        the track keeps only the steps up to that world and stops (it must still replay)."""
+        verdict = self.guard.after_step(self.session, frames, self.steps_since_base)
+        if verdict.action == "redirected":
+            del self.track_frames[verdict.restored_step:]
+            self.recording = False
+            self.renderer = self._renderer_factory(self.settings.preview)
+        return verdict.frames
 
     def _take_control(self):
         with self._control_lock:

@@ -42,6 +42,11 @@ class LiveGuard:
         self._clean_step = 0
         self.redirects = 0
 
+    @property
+    def restore_point(self):
+        """(snapshot, step count) a flagged step goes back to; (None, 0) before ``reset``."""
+        return self._clean, self._clean_step
+
     def reset(self, snapshot, step: int = 0) -> None:
         """Set the restore point (the base world when play starts or resets)."""
         self._clean, self._clean_step = snapshot, int(step)
