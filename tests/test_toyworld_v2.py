@@ -13,9 +13,10 @@ from tools.toyworld.game import KEY_W, World
 from tools.toyworld.recipe import self_generated_context
 from tools.toyworld.seqmodel import ClipForward
 from tools.toyworld.spec import TOY2_CONFIG
-from tools.toyworld.tae import ToyTAE, ToyTAEDecoderStream, load_tae, save_tae
 from tools.toyworld.train import new_model
+from worldengine.ae.toy import ToyTAE, ToyTAEDecoderStream, load_toy_ae, save_tae
 from worldengine.config import config_from_dict
+from worldengine.errors import WaypointError
 
 
 def test_game_is_16_9_deterministic_and_follows_the_controls():
@@ -57,10 +58,10 @@ def test_tae_shapes_stream_state_and_file(tmp_path):
         resumed.load_state(state)
         torch.testing.assert_close(torch.cat([first, resumed.decode(latents[1:])]), whole)
         assert resumed.frames_out == 12
-        with pytest.raises(ValueError, match="4N"):
+        with pytest.raises(WaypointError, match="4N"):
             ae.encode(frames[:3])
         save_tae(ae, tmp_path / "toy_ae.safetensors")
-        loaded = load_tae(tmp_path / "toy_ae.safetensors")
+        loaded = load_toy_ae(tmp_path / "toy_ae.safetensors")
         torch.testing.assert_close(loaded.encode(frames), latents, atol=0.05, rtol=0.05)   # fp16 on disk
 
 
@@ -87,3 +88,28 @@ def test_self_generated_context_keeps_the_seed_latent():
         context = self_generated_context(clip, x0, ctrl, 0, 1, torch.tensor(config.scheduler_sigmas), generator, 0.0)
         torch.testing.assert_close(context[:, 0], x0[:, 0])
         assert context.shape == x0.shape and not torch.allclose(context[:, 1:], x0[:, 1:])
+
+
+def test_engine_runs_a_version_2_folder_at_4_frames_per_latent(tmp_path):
+    """A v2 folder (random DiT + random AE) loads through the engine's AE facade: one latent step gives
+    4 frames, a single seed image fills one latent, and the decoder stream's state round-trips."""
+    from worldengine.cli.rollout import default_track, rollout_frames
+    from worldengine.engine import load_engine
+    from worldengine.synthetic import write_checkpoint
+
+    with one_thread():
+        torch.manual_seed(0)
+        write_checkpoint(tmp_path, dict(TOY2_CONFIG))
+        save_tae(ToyTAE(), tmp_path / "toy_ae.safetensors")
+        engine = load_engine(tmp_path)
+        ae = engine.require_autoencoder()
+        assert ae.kind == "toy" and ae.frames_per_latent == engine.config.frames_per_latent == 4
+        frames = rollout_frames(engine, torch.rand(1, 3, 144, 256), default_track(2))
+        assert frames.shape == (12, 144, 256, 3) and frames.dtype == torch.uint8   # seed latent + 2 steps
+        codec = ae.codec()
+        latents = torch.randn(2, 16, 9, 16)
+        first = codec.decode(latents[0])
+        resumed = ae.codec()
+        resumed.load_state(codec.get_state())
+        torch.testing.assert_close(resumed.decode(latents[1]), codec.decode(latents[1]))
+        assert first.shape == (4, 3, 144, 256)

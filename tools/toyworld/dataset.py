@@ -65,7 +65,7 @@ def main(argv=None):
     parser.add_argument("--shard", type=int, default=20, help="episodes per output file")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    from worldengine.toy_ae import ToyPatchAE
+    from worldengine.ae.toy import ToyPatchAE
 
     args.out.mkdir(parents=True, exist_ok=True)
     start = time.time()
@@ -73,7 +73,7 @@ def main(argv=None):
     if not ae_path.is_file():
         fit = [make_episode(1_000_000 + e, args.frames)[0] for e in range(args.ae_episodes)]
         ToyPatchAE.fit(torch.from_numpy(np.concatenate(fit)), AE_PATCH, AE_CHANNELS).save(ae_path)
-    from worldengine.toy_ae import load_toy_ae
+    from worldengine.ae.toy import load_toy_ae
     ae = load_toy_ae(ae_path)
     for first in range(args.seed0, args.seed0 + args.episodes, args.shard):
         latents, keys, mouse = [], [], []

@@ -71,10 +71,10 @@ def main(argv=None):
     parser.add_argument("--shard", type=int, default=20)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
-    from tools.toyworld.tae import load_tae
+    from worldengine.ae.toy import load_toy_ae
 
     torch.set_num_threads(args.threads)
-    ae = load_tae(args.ae)
+    ae = load_toy_ae(args.ae)
     args.out.mkdir(parents=True, exist_ok=True)
     start = time.time()
     for first in range(0, args.episodes, args.shard):

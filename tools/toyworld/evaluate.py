@@ -27,14 +27,14 @@ from tools.toyworld.episodes import FRAMES_PER_LATENT as FPL
 from tools.toyworld.episodes import HELD_OUT_SEED0, play, random_actions
 from tools.toyworld.game import KEY_A, KEY_D, KEY_S, KEY_W, World
 from tools.toyworld.spec import KEYS
-from tools.toyworld.tae import ToyTAEDecoderStream, load_tae
+from worldengine.ae.toy import ToyTAEDecoderStream, load_toy_ae
 from worldengine.controls import Controls
 
 
 def load(folder: Path):
     from worldengine.engine import load_engine
 
-    return load_engine(folder), load_tae(Path(folder) / "toy_ae.safetensors")
+    return load_engine(folder), load_toy_ae(Path(folder) / "toy_ae.safetensors")
 
 
 def controls_of(keys_row, mouse_dx: float) -> Controls:

@@ -33,7 +33,7 @@ SHIFT_ROWS = 0.6              # top part of the frame (sky, skyline, walls) used
 
 def load_toy(folder: str | Path = MODEL_DIR, quant=None, compile=False):
     from worldengine.engine import load_engine
-    from worldengine.toy_ae import load_toy_ae
+    from worldengine.ae.toy import load_toy_ae
 
     folder = Path(folder)
     return load_engine(folder, quant=quant, compile=compile), load_toy_ae(folder / "toy_ae.safetensors")
@@ -140,7 +140,7 @@ def step_fps(folder, quant=None, compile=False, frames: int = 30) -> float:
 def comparison_video(engine, ae, path: Path, frames: int = 48, scale: int = 3) -> Path:
     """Renderer (top) vs model (bottom) on the README's track: walk forward, then walk + turn left."""
     from worldengine.images import to_uint8
-    from worldengine.rollout import default_track
+    from worldengine.cli.rollout import default_track
     from worldengine.video import write_frames
 
     track = default_track(frames)

@@ -81,7 +81,9 @@ class ClipForward:
         # the mask depends only on the dilation phase of the start frame
         phase = start % max(d for d, _ in (self.config.ring(i) for i in range(self.config.n_layers)))
         if phase not in self.masks:
-            self.masks[phase] = [clip_mask(self.config, i, phase, self.length) for i in range(self.config.n_layers)]
+            device = self.rope.space.device          # the masks live where the model runs (CPU or CUDA)
+            self.masks[phase] = [clip_mask(self.config, i, phase, self.length).to(device)
+                                 for i in range(self.config.n_layers)]
         return self.masks[phase]
 
     def __call__(self, clean, noisy, sigma, ctrl, start: int = 0):

@@ -35,7 +35,7 @@ def control_vectors(keys: np.ndarray, mouse_dx: np.ndarray, n_buttons: int = 256
         out[..., 2 + code] = torch.as_tensor(keys[..., column], dtype=torch.float32)
     return out
 
-# Version 2 (tools/toyworld/game.py + tae.py): 256x144 frames, 4 frames per latent -> latents
+# Version 2 (tools/toyworld/game.py + worldengine/ae/toy.py ToyTAE): 256x144 frames, 4 frames per latent -> latents
 # [16, 9, 16]; patch 1x2 gives 9x8 = 72 tokens per latent. Latent-frame windows: local 4 (16 video
 # frames), global 8 with dilation 2. ts_mult = 15 // (60 / 4) = 1, as in the real 1.5 presets.
 TOY2_CONFIG = {

@@ -1,4 +1,4 @@
-"""Fit the version-2 toy autoencoder (tools/toyworld/tae.py) on rendered episodes.
+"""Fit the version-2 toy autoencoder (worldengine/ae/toy.py, `ToyTAE`) on rendered episodes.
 
     python -m tools.toyworld.train_ae --work _work/toyworld --minutes 15
 
@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from tools.toyworld.ckpt import load_training_state, save_training_state
 from tools.toyworld.episodes import AE_SEED0, make_episode
-from tools.toyworld.tae import ToyTAE, save_tae
+from worldengine.ae.toy import ToyTAE, save_tae
 
 
 def render_buffer(episodes: int, latents: int) -> torch.Tensor:

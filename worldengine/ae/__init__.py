@@ -4,7 +4,8 @@
   Pixel size = latent size x 16 (256x512 for 360P, 512x1024 for 720P); decoded frames are shown at
   360x640 / 720x1280 (bilinear), as the reference engine does.
 - Waypoint-1: the per-frame Waypoint-1 AE, 1 frame per latent, 360x640, stateless.
-- The offline toy world: `toy_ae.safetensors` (worldengine/toy_ae.py), 1 frame per latent, stateless.
+- The offline toy world: `toy_ae.safetensors` (worldengine/ae/toy.py): version 1, 1 frame per latent,
+  stateless; version 2, 4 frames per latent with a decoder stream, like TAEHV.
 
 Layouts: frames [T, 3, H, W] float32 in [0, 1]; latents [N, C, h, w] (one latent: [C, h, w]).
 Stream state (`get_state`) is a flat dict of tensors and small ints with `encoder.` / `decoder.`
@@ -87,7 +88,7 @@ def _taehv_latent_hw(config, latent_hw) -> tuple[int, int]:
 
 
 class _Stream:
-    """Lifecycle shared by both directions: only TAEHV streams carry state (the owl AE is per frame)."""
+    """Lifecycle shared by both directions: only TAEHV (and version-2 toy decoder) streams carry state."""
 
     _taehv = None
 
@@ -127,6 +128,8 @@ class DecoderStream(_Stream):
         self.ae = ae
         self.display = display
         self._taehv = TAEHVCausalDecoder(ae.model) if ae.kind == "taehv" else None
+        if ae.kind == "toy" and ae.frames_per_latent > 1:  # the version-2 toy AE decodes as a stream too
+            self._taehv = ae.model.decoder_stream()
 
     def decode(self, latent: torch.Tensor) -> torch.Tensor:
         if self._taehv is None:
@@ -178,7 +181,7 @@ class WorldAutoencoder:
             self.pixel_size = (latent_hw[0] * SPATIAL_SCALE, latent_hw[1] * SPATIAL_SCALE)
             self.output_size = display_size(self.pixel_size)
         elif kind == "toy":
-            self.frames_per_latent = 1
+            self.frames_per_latent = model.frames_per_latent
             self.latent_channels = model.latent_channels
             self.pixel_size = self.output_size = model.pixel_size
         else:
