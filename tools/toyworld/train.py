@@ -70,7 +70,7 @@ def lr_at(fraction: float, peak: float, warmup: float = 0.03) -> float:
 def export(model: WaypointDiT, out: Path, ae_file: Path, state_file: Path, info: dict):
     from safetensors.torch import save_file
 
-    from worldengine.testing import write_checkpoint
+    from worldengine.synthetic import write_checkpoint
 
     state = {k: v for k, v in model.state_dict().items()}
     save_file({k: v.detach().contiguous() for k, v in state.items()}, str(state_file),
