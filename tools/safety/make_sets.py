@@ -5,8 +5,8 @@
 Writes, per split, ``tests/data/safety_<split>_redteam_prompts.jsonl`` and
 ``tests/data/safety_<split>_benign_prompts.jsonl`` (the format ``python -m
 worldengine.sanitize.evaluate`` reads). Splits: ``dev`` (``dev_items.py``, used while tuning),
-``heldout`` (``heldout_items.py``, written after the first freeze, evaluated once, then used as
-a second dev set) and ``heldout2`` (``heldout2_items.py``, written after the second freeze).
+``heldout``, ``heldout2``, ``heldout3`` (``heldout*_items.py``, each written after a design freeze
+and evaluated once; the earlier ones were dev sets for the next design).
 
 Unsafe items mark the element to disguise in [brackets]. Each base item gives its plain form and
 two evasions of that element, cycling through the evasions that fit its script (leet,
@@ -29,9 +29,10 @@ from make_prompt_sets import apply, homoglyph, leet, plain, spaced, write, zero_
 
 OUT = TOOLS.parent / "tests" / "data"
 CJK = ("ja", "zh", "ko")
-# (split, module). held-out set 1 was evaluated once (91.5 %) and has been a dev set since;
-# held-out set 2 was written after the second design freeze and evaluated once.
-SPLITS = (("dev", "dev_items"), ("heldout", "heldout_items"), ("heldout2", "heldout2_items"))
+# (split, module). Each held-out set was written after a design freeze and evaluated once; sets
+# 1 and 2 have been dev sets since their first run (docs/safety.md lists the runs).
+SPLITS = (("dev", "dev_items"), ("heldout", "heldout_items"), ("heldout2", "heldout2_items"),
+          ("heldout3", "heldout3_items"))
 NON_LATIN = ("ru",) + CJK
 
 
