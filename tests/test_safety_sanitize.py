@@ -188,3 +188,10 @@ def test_chat_rewriter_refuses_bad_urls():
         chat_rewriter("file:///etc/passwd")
     with pytest.raises(WaypointError, match="non-empty"):
         chat_rewriter("")
+
+
+def test_term_lists_refuse_a_star_inside_a_phrase():
+    from worldengine.sanitize.lexicon import parse_line
+    with pytest.raises(WaypointError, match="only at the end"):
+        parse_line("groom* a child", "minors", "", "test.txt:1")
+    assert parse_line("groom*", "minors", "", "test.txt:1").prefix

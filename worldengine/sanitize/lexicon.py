@@ -89,6 +89,9 @@ def parse_line(line: str, role: str, default: str | None, source: str,
         body, replacement = (part.strip() for part in body.split("=>", 1))
     prefix = body.endswith("*")
     body = body.rstrip("*").strip()
+    if "*" in body:  # a prefix mark inside a phrase would silently never match
+        raise WaypointError(f"sanitizer term list {source}: '*' only at the end of an entry, "
+                            f"got {line.strip()!r}")
     scope = lang if scoped else None
     if has_cjk(body):
         return Entry(role, (body.lower(),), False, replacement, source, body, scope)
