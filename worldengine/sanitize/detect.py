@@ -12,7 +12,8 @@ Rules, per strictness (``Strictness``):
 - minors with danger or harm wording (in any listed language) -> "minors", sexual or not;
 - entries marked for one language (``~term``) count only in prompts of that language;
 - celebrity names, and people found by name shape or a person cue (names.py) -> "celebrity";
-  franchises/characters -> "branded_ip"; commercial brands ->
+  franchises/characters -> "branded_ip" (names that are also words only when written like a
+  name, not first: "Sonic running" but not "sonic boom"); commercial brands ->
   "branded_ip" except at relaxed; self-harm, hard drugs, terrorism, hate symbols -> "unsafe".
 """
 
@@ -25,7 +26,7 @@ from worldengine.errors import Choice, WaypointError
 from worldengine.sanitize.language import languages
 from worldengine.sanitize.lexicon import Lexicon, get_lexicon
 from worldengine.sanitize.matching import Hit, find_hits
-from worldengine.sanitize.names import name_hits
+from worldengine.sanitize.names import name_cased, name_hits
 from worldengine.sanitize.normalize import Token, clean_text
 
 CATEGORIES = ("sexual", "minors", "celebrity", "branded_ip", "violence", "unsafe")
@@ -76,6 +77,11 @@ def _drop_contained(hits: list[Hit]) -> list[Hit]:
         if not longer:
             kept.append(hit)
     return kept
+
+
+def _as_name(tokens: list[Token], hit: Hit) -> bool:
+    """Written like a name and not the prompt's first word ("Sonic running", not "sonic boom")."""
+    return 0 < hit.tok_start < len(tokens) and name_cased(tokens[hit.tok_start].raw)
 
 
 def _tok_index(tokens: list[Token], hit: Hit) -> tuple[int, int]:
@@ -136,6 +142,7 @@ def detect(text: str, strictness: "str | Strictness" = Strictness.STANDARD,
     flag("minors", by_role.get("minors"))
     flag("celebrity", by_role.get("celebrity"))
     flag("branded_ip", by_role.get("branded_ip"))
+    flag("branded_ip", [h for h in by_role.get("branded_ip_cased", ()) if _as_name(tokens, h)])
     if level is not Strictness.RELAXED:
         flag("branded_ip", by_role.get("brand"))
     flag("violence", by_role.get("violence"))

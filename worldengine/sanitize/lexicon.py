@@ -40,6 +40,7 @@ LISTS = {
     "minor_risks": ("minor_risk", ""),
     "celebrities": ("celebrity", "a person"),
     "ip_franchises": ("branded_ip", "an original character"),
+    "ip_cased": ("branded_ip_cased", "an original character"),
     "brands": ("brand", ""),
     "violence_graphic": ("violence", ""),
     "violence_moderate": ("violence_moderate", ""),
@@ -55,8 +56,9 @@ LISTS = {
 }
 # Roles that only feed the rules in detect.py / names.py: never matched glued or by typo.
 _NO_COMPACT = ("benign", "harm_verb", "harm_verb_passive", "harm_target", "given_name",
-               "person_cue", "name_stop")
-_NO_FUZZY = ("benign", "harm_target", "minor_subject", "given_name", "person_cue", "name_stop")
+               "person_cue", "name_stop", "branded_ip_cased")
+_NO_FUZZY = ("benign", "harm_target", "minor_subject", "given_name", "person_cue", "name_stop",
+             "branded_ip_cased")
 
 
 @dataclass(frozen=True)

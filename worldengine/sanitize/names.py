@@ -31,7 +31,7 @@ _BEFORE_CJK = re.compile(rf"{_LATIN_NAME}[\s:：の的、,]*$")
 _LINKS = {"the", "la", "le", "el", "der", "die", "il", "o", "a", "de", "named", "called"}
 
 
-def _name_cased(raw: str) -> bool:
+def name_cased(raw: str) -> bool:
     """Capitalised, ALL CAPS or mixed case: how a name is written (not plain lower case)."""
     letters = [c for c in raw if c.isalpha()]
     return bool(letters) and any(c.isupper() for c in letters) and len(letters) >= 2
@@ -67,7 +67,7 @@ def _given_name_hits(tokens, by_start, taken, stops, english: bool) -> list[Hit]
         if j in stops or _plain_word(second, taken, j) or len(second.folded) < 3 \
                 or not second.folded.isalpha() or second.folded in words:
             continue
-        if english or (_name_cased(tokens[i].raw) and _name_cased(second.raw)):
+        if english or (name_cased(tokens[i].raw) and name_cased(second.raw)):
             hits.append(_span_hit(NAME_ENTRY, tokens, i, j))
     return hits
 
@@ -104,7 +104,7 @@ def _run_together_hits(tokens: list[Token], spelled: set[int]) -> list[Hit]:
 def _candidate(tokens, k, taken, stops) -> bool:
     if k < 0 or k >= len(tokens) or k in stops or _plain_word(tokens[k], taken, k):
         return False
-    return _name_cased(tokens[k].raw) or _handle_like(tokens[k].raw)
+    return name_cased(tokens[k].raw) or _handle_like(tokens[k].raw)
 
 
 def _cue_hits(tokens, by_start, taken, stops, people) -> list[Hit]:
@@ -141,10 +141,10 @@ def _cjk_cue_hits(clean: str, cues: list[Hit]) -> list[Hit]:
     for cue in cues:
         after = _AFTER_CJK.match(clean[cue.end:])
         before = _BEFORE_CJK.search(clean[:cue.start])
-        if after and (_name_cased(after.group(1)) or _handle_like(after.group(1))):
+        if after and (name_cased(after.group(1)) or _handle_like(after.group(1))):
             end = cue.end + after.end(1)
             hits.append(Hit(NAME_ENTRY, cue.start, end, -1, -1, "name"))
-        elif before and (_name_cased(before.group(1)) or _handle_like(before.group(1))):
+        elif before and (name_cased(before.group(1)) or _handle_like(before.group(1))):
             hits.append(Hit(NAME_ENTRY, before.start(1), cue.end, -1, -1, "name"))
     return hits
 
