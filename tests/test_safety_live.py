@@ -79,3 +79,21 @@ def test_reset_makes_the_base_world_the_restore_point(engine):
         assert guard.restore_point[0].frame_index == base.frame_index
     finally:
         live.close()
+
+
+def test_on_live_step_is_the_same_redirect(engine):
+    """guard.on_live_step(live, frames) does what LiveSession's hook does (one call to wire)."""
+    base = engine.new_session().snapshot()
+    guard = LiveGuard(SafetyCheck(FlagNthCheck(1), "redirect"), stride=1)
+    live = LiveSession(engine, base, 0, lambda name: LatentPreview(engine.config.latent_shape[0]),
+                       lambda frame: None, guard=guard)
+    try:
+        with live._lock:
+            live.session.step(None, generator=live.generator)
+            live.track_frames.append(None)
+            live.steps_since_base += 1
+            shown = guard.on_live_step(live, torch.rand(1, 3, 8, 8))
+        assert torch.all(shown == 0) and live.track_frames == [] and not live.recording
+        assert live.session.frame_index == base.frame_index
+    finally:
+        live.close()

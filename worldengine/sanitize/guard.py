@@ -65,3 +65,15 @@ class LiveGuard:
         session.restore(self._clean)
         self.redirects += 1
         return GuardVerdict("redirected", torch.zeros_like(frames), score, self._clean_step)
+
+    def on_live_step(self, live, frames: torch.Tensor) -> torch.Tensor:
+        """The whole redirect for a ``LiveSession`` step (called from its stepping thread under
+        its lock): check, and on a flag restore the world, keep the track only up to the
+        restored world and stop recording (so it still replays), restart the preview renderer
+        (its stream state belongs to the undone steps). Returns the frames to show."""
+        verdict = self.after_step(live.session, frames, live.steps_since_base)
+        if verdict.action == "redirected":
+            del live.track_frames[verdict.restored_step:]
+            live.recording = False
+            live.renderer = live._renderer_factory(live.settings.preview)
+        return verdict.frames
