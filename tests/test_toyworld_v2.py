@@ -34,6 +34,17 @@ def test_game_is_16_9_deterministic_and_follows_the_controls():
     assert np.hypot(world.player.x - before[0], world.player.y - before[1]) > 0.05
 
 
+def test_metrics_tell_the_versions_apart(tmp_path):
+    from tools.toyworld.metrics import is_version_2
+    from worldengine.ae.toy import ToyPatchAE
+
+    (tmp_path / "v1").mkdir()
+    (tmp_path / "v2").mkdir()
+    ToyPatchAE.fit(torch.rand(4, 3, 64, 128), patch=8, channels=8).save(tmp_path / "v1" / "toy_ae.safetensors")
+    save_tae(ToyTAE(), tmp_path / "v2" / "toy_ae.safetensors")
+    assert not is_version_2(tmp_path / "v1") and is_version_2(tmp_path / "v2")
+
+
 def test_policy_holds_controls_for_whole_latents():
     keys, mouse = random_actions(np.random.default_rng(0), 12)
     assert keys.shape == (12, 4) and mouse.shape == (12,)
@@ -104,7 +115,8 @@ def test_engine_runs_a_version_2_folder_at_4_frames_per_latent(tmp_path):
         engine = load_engine(tmp_path)
         ae = engine.require_autoencoder()
         assert ae.kind == "toy" and ae.frames_per_latent == engine.config.frames_per_latent == 4
-        frames = rollout_frames(engine, torch.rand(1, 3, 144, 256), default_track(2))
+        seed = torch.rand(1, 144, 256, 3).permute(0, 3, 1, 2)           # an image file's layout: not contiguous
+        frames = rollout_frames(engine, seed, default_track(2))
         assert frames.shape == (12, 144, 256, 3) and frames.dtype == torch.uint8   # seed latent + 2 steps
         codec = ae.codec()
         latents = torch.randn(2, 16, 9, 16)

@@ -11,6 +11,10 @@
   late (a collapse to a mean image drives both to ~0).
 - speed: latent frames per second of `session.step` (eager, int8, int8 + compile).
 Frames are [3, H, W] float in [0, 1]; latents [C, h, w].
+
+A version-2 model (4 frames per latent, the 256x144 game) is measured by tools/toyworld/evaluate.py
+instead (same figures per frame, plus walk/strafe response and seed continuation); this command
+hands such a folder over to it.
 """
 from __future__ import annotations
 
@@ -157,6 +161,13 @@ def comparison_video(engine, ae, path: Path, frames: int = 48, scale: int = 3) -
     return write_frames(to_uint8(pairs), path, fps=8)
 
 
+def is_version_2(folder: Path) -> bool:
+    """Whether the folder's toy AE is the version-2 one (4 frames per latent)."""
+    from worldengine.ae.toy import load_toy_ae
+
+    return load_toy_ae(Path(folder) / "toy_ae.safetensors").frames_per_latent > 1
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=MODEL_DIR)
@@ -166,6 +177,11 @@ def main(argv=None):
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--video", type=Path, help="also write renderer-vs-model frames (.gif/.mp4/folder)")
     args = parser.parse_args(argv)
+    if is_version_2(args.model):
+        from tools.toyworld import evaluate
+
+        return evaluate.main(["--model", str(args.model), "--episodes", str(args.episodes),
+                              "--drift-frames", str(args.drift_frames), "--threads", str(args.threads)])
     torch.set_num_threads(args.threads)
     engine, ae = load_toy(args.model)
     report = {"model": str(args.model), "training": (args.model / "training.txt").read_text().strip().splitlines()

@@ -126,7 +126,7 @@ class ToyTAE(nn.Module):
             raise WaypointError(f"toy AE encodes [4N, 3, {self.pixel_size[0]}, {self.pixel_size[1]}] frames, "
                              f"got {list(frames.shape)}")
         x = F.pixel_unshuffle(frames.to(self.scale.dtype) * 2 - 1, 4)       # [4N, 48, H/4, W/4]
-        x = x.view(t // FRAMES, FRAMES * 48, h // 4, w // 4)
+        x = x.reshape(t // FRAMES, FRAMES * 48, h // 4, w // 4)     # seed frames may be expanded views
         return self.encoder(x) / self.scale
 
     def decode_pair(self, latent: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
