@@ -3,7 +3,6 @@ worldengine.sanitize; this node only maps ComfyUI inputs to one call."""
 from __future__ import annotations
 
 CATEGORY = "Waypoint"
-STRICTNESS = ("standard", "relaxed", "strict")  # first = default in the combo
 
 
 class WaypointSanitizePrompt:
@@ -18,12 +17,14 @@ class WaypointSanitizePrompt:
 
     @classmethod
     def INPUT_TYPES(cls):
+        from worldengine.sanitize import Strictness
+        default = Strictness.STANDARD  # listed first: the combo's default
         return {
             "required": {
                 "text": ("STRING", {"multiline": True, "default": "An explorable world",
                                     "tooltip": "The user's prompt."}),
-                "strictness": (list(STRICTNESS), {
-                    "default": "standard",
+                "strictness": ([s.value for s in sorted(Strictness, key=lambda s: s is not default)], {
+                    "default": default.value,
                     "tooltip": "relaxed: explicit content, minors, gore, celebrities, franchises; "
                                "standard: + brands and typo-tolerant matching; strict: + suggestive "
                                "wording and non-graphic violence (blood, corpses)."}),

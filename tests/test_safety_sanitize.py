@@ -144,7 +144,7 @@ class _FakeChat(BaseHTTPRequestHandler):
 @pytest.fixture
 def fake_chat():
     server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeChat)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
     thread.start()
     _FakeChat.seen = []
     yield server, f"http://127.0.0.1:{server.server_address[1]}/v1"
