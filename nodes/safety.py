@@ -29,7 +29,7 @@ class WaypointSafetyCheck:
                 "threshold": ("FLOAT", {"default": 0.5, "min": 0.05, "max": 1.0, "step": 0.05,
                                         "tooltip": "Score at or above which a frame is flagged."}),
                 "stride": ("INT", {"default": 1, "min": 1, "max": 64,
-                                   "tooltip": "Check every n-th frame (a flag covers the n frames from it)."}),
+                                   "tooltip": "Check every n-th frame (a flag covers its n frames)."}),
             },
         }
 

@@ -70,7 +70,8 @@ def test_trigger_words_in_ordinary_phrases(text):
     assert detect(text).categories == []
 
 
-@pytest.mark.parametrize("text", ["全 裸 の女性", "ピ・カ・チ・ュ・ウが森にいる", "裸\u200bの女性"])
+@pytest.mark.parametrize("text", ["全 裸 の女性", "ピ・カ・チ・ュ・ウが森にいる",
+                                  "裸\u200bの女性"])
 def test_cjk_terms_split_by_separators(text):
     assert detect(text).unsafe
 

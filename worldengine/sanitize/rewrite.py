@@ -9,7 +9,8 @@ from worldengine.sanitize.detect import Detection
 from worldengine.sanitize.matching import Hit
 
 _DANGLING_LINK = re.compile(r"\b(?:and|or|with|of|featuring|showing|plus|while|who is|who are|"
-                            r"being|getting|&|mit|avec|con|com|met|und|et|y|z|ze|ile|и|с)\s*(?=[,.;:!?)]|$)", re.I)
+                            r"being|getting|&|mit|avec|con|com|met|und|et|y|z|ze|ile|и|с)"
+                            r"\s*(?=[,.;:!?)]|$)", re.I)
 _LINK_THEN_LINK = re.compile(r"\b(and|with|of|or)\s+(?:and|with|of|or)\b", re.I)
 _DANGLING_ARTICLE = re.compile(r"\b(an?|the)\s+(?=(?:in|on|at|with|by|near|under|inside|of|and|"
                                r"from|into|beside|behind|during|while|who)\b|[,.;:!?)]|$)", re.I)
