@@ -86,8 +86,9 @@ def _joined_hits(lex: Lexicon, tokens: list[Token], known: set[int], clean: str)
     hits = []
     for tok in join_singles(tokens, clean=clean):
         words = set(tok.variants)
-        if tok.folded[:1] in ("a", "i"):  # "a n u d e ..." swallowed the article
-            words |= variants(tok.raw[1:])
+        # the run may have swallowed a one-letter word before or after it: "a n u d e",
+        # "П и к а ч у в" (Russian "в" = in), "n u d a e" (Italian "e" = and)
+        words |= variants(tok.raw[1:]) | variants(tok.raw[:-1])
         found = {id(e): e for form in words for e in _lookup(lex, form) + split_terms(lex, form)}
         words_list = english_words()
         if not found and tok.folded not in words_list and tok.folded[1:] not in words_list:
