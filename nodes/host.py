@@ -60,9 +60,16 @@ def local_model_names() -> list[str]:
 
 
 def resolve_local_model(name: str) -> str | None:
-    """Absolute folder of a local model name, or None when no waypoint folder has it."""
+    """Absolute folder of a local model name, or None when no waypoint folder has it. A name is a
+    folder *inside* a waypoint folder: an absolute path or one that leaves the folder ('..') is no
+    local name (the engine loader takes an absolute folder as typed, and refuses '..')."""
+    if not name or os.path.isabs(name) or os.path.expanduser(name) != name:
+        return None
     for root in waypoint_model_dirs():
-        folder = os.path.join(root, name)
+        folder = os.path.normpath(os.path.join(root, name))
+        if os.path.commonpath([folder, os.path.normpath(root)]) != os.path.normpath(root) or \
+                folder == os.path.normpath(root):
+            return None
         if os.path.isfile(os.path.join(folder, "config.yaml")):
             return folder
     return None

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import threading
 from pathlib import Path
 
-from . import codec, host
+from . import codec, host, model_management
 from .world import WAYPOINT_ENGINE, WAYPOINT_WORLD, DecodeLink, new_world
 
 CATEGORY = "Waypoint"
@@ -34,32 +35,46 @@ def _input_dir() -> Path | None:
         return None
 
 
-def next_snapshot_path(prefix: str) -> Path:
-    """`<output>/<prefix>_00001.safetensors`, the first free number; refuses to leave the output folder."""
+_numbering_lock = threading.Lock()
+
+
+def next_snapshot_path(prefix: str, suffix: str = SNAPSHOT_SUFFIX) -> Path:
+    """`<output>/<prefix>_00001<suffix>`, one more than the highest number in use for that prefix (any
+    suffix), found with one directory listing; refuses to leave the output folder."""
     root = output_dir().resolve()
     base = (root / prefix).resolve()
     if root not in base.parents:
         raise _error(f"filename_prefix {prefix!r} points outside the output folder {root}")
     base.parent.mkdir(parents=True, exist_ok=True)
-    for counter in range(1, 1_000_000):
-        path = base.parent / f"{base.name}_{counter:05d}{SNAPSHOT_SUFFIX}"
-        if not path.exists():
-            return path
-    raise _error(f"no free snapshot file name for prefix {prefix!r}")
+    pattern = re.compile(re.escape(base.name) + r"_(\d{1,12})(\.[A-Za-z0-9]+)?$")
+    with _numbering_lock:
+        used = [int(m[1]) for m in map(pattern.match, os.listdir(base.parent)) if m]
+        return base.parent / f"{base.name}_{max(used, default=0) + 1:05d}{suffix}"
+
+
+def _inside(root: Path, path: Path) -> bool:
+    root = root.resolve()
+    return root in path.resolve().parents
 
 
 def find_snapshot(path_text: str) -> Path:
-    """An existing snapshot file: absolute, or relative to the output folder, then the input folder."""
+    """An existing snapshot file: absolute (an explicit choice), or relative to the output folder, then
+    the input folder, never leaving them. Missing and refused paths get the same error: it never tells
+    what exists."""
     text = (path_text or "").strip()
     if not text:
         raise _error("LoadWorldSnapshot: give the path of a .safetensors world snapshot")
-    candidates = [Path(text).expanduser()]
-    if not candidates[0].is_absolute():
-        candidates = [output_dir() / text] + ([_input_dir() / text] if _input_dir() else [])
+    path = Path(text).expanduser()
+    if path.is_absolute():
+        candidates = [path]
+    else:
+        roots = [output_dir()] + ([_input_dir()] if _input_dir() else [])
+        candidates = [root / text for root in roots if _inside(root, root / text)]
     for candidate in candidates:
-        if candidate.is_file():
+        if candidate.suffix == SNAPSHOT_SUFFIX and candidate.is_file():
             return candidate
-    raise _error(f"world snapshot {text!r} not found (looked at {', '.join(str(c) for c in candidates)})")
+    raise _error(f"world snapshot {text[:200]!r} not found: give a {SNAPSHOT_SUFFIX} file inside the output or "
+                 "input folder (as Save World Snapshot reports it), or an absolute path")
 
 
 class WaypointSaveWorldSnapshot:
@@ -83,6 +98,7 @@ class WaypointSaveWorldSnapshot:
 
     def save(self, world, filename_prefix="waypoint/world"):
         path = next_snapshot_path(filename_prefix)
+        model_management.make_room(world.engine)
         with world.advance() as session:
             session.save_snapshot(path, codec=_codec_of(world))
         relative = os.path.relpath(path, output_dir())
@@ -126,6 +142,7 @@ class WaypointLoadWorldSnapshot:
 
     def load(self, engine, path):
         file = find_snapshot(path)
+        model_management.make_room(engine)
         empty = new_world(engine)
         streams = engine.autoencoder.codec() if engine.autoencoder is not None else None
         with empty.advance() as session:
@@ -184,6 +201,7 @@ class WaypointSetWorldPrompt:
         if world is None and engine is None:
             raise _error("SetWorldPrompt: connect a world (to change its prompt) or an engine (to start one)")
         world = world if world is not None else new_world(engine)
+        model_management.make_room(world.engine)
         config = world.engine.config
         if not config.has_prompt:
             raise _error(f"SetWorldPrompt: this {config.model_type} model takes no text prompt")

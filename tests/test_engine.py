@@ -82,7 +82,7 @@ def test_controls_vector_layout_and_validation():
     track = ControlTrack((controls, Controls()), seed=7)
     assert ControlTrack.from_json(track.to_json()) == track
     with pytest.raises(WaypointError, match="frame 1"):
-        ControlTrack.from_json({"frames": [{}, {"scroll": 5}]})
+        ControlTrack.from_json({"format": "waypoint-control-track/1", "frames": [{}, {"scroll": 5}]})
 
 
 # ---- checkpoints -------------------------------------------------------------------------------

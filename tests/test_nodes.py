@@ -228,7 +228,8 @@ def test_two_worlds_on_one_engine_are_independent(models):
 def test_controls_track_length_and_seed_rules(models):
     engine = load()
     world = seeded_world(engine)
-    track = json.dumps({"seed": 42, "frames": [{"keys": ["W"]}, {"keys": ["A"]}]})
+    track = json.dumps({"format": "waypoint-control-track/1", "seed": 42,
+                        "frames": [{"keys": ["W"]}, {"keys": ["A"]}]})
     from_track = node("WaypointControllerInput").build("", 0, 0, 0, 0, track)[0]
     _, by_length = step(world, from_track, frames=0, seed=-1)        # 0 = track length, -1 = track seed
     _, explicit = step(world, from_track, frames=2, seed=42)

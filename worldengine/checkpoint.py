@@ -156,6 +156,8 @@ def check_canonical(state: dict, origin: dict, config: WaypointConfig, source: s
     for key, tensor in state.items():
         if not tensor.is_floating_point():
             raise WaypointError(f"{source}: tensor {origin.get(key, key)!r} has dtype {tensor.dtype}, expected a float")
+        if not torch.isfinite(tensor).all():
+            raise WaypointError(f"{source}: tensor {origin.get(key, key)!r} holds NaN or infinite values")
 
 
 def to_inference_layout(state: dict, config: WaypointConfig) -> dict:
@@ -199,12 +201,53 @@ def _expect(key: str, tensor: torch.Tensor, shape: tuple):
         raise WaypointError(f"tensor {key!r} has shape {tuple(tensor.shape)}, expected {tuple(shape)}")
 
 
-def read_safetensors(path: Path, device="cpu") -> dict:
-    """Every tensor of a .safetensors file, read straight onto `device`."""
+MAX_HEADER_BYTES = 64 * 1024 * 1024
+# Keys whose shapes are the same in every layout (published Waypoint-1.5 and canonical): checked in the
+# file's header against the config before a single tensor is read.
+_HEADER_KEYS = ("patchify.weight", "denoise_step_emb.mlp.fc2.weight", "ctrl_emb.mlp.fc1.weight",
+                "out_norm.fc.weight", "transformer.blocks.0.attn.q_proj.weight",
+                "transformer.blocks.0.attn.k_proj.weight")
+
+
+def header_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """{key: shape} from a .safetensors file's JSON header (8-byte little-endian length, then JSON);
+    reads no tensor data."""
+    import json
+    try:
+        with open(path, "rb") as handle:
+            size = int.from_bytes(handle.read(8), "little")
+            if not 2 <= size <= MAX_HEADER_BYTES:
+                raise ValueError(f"header length {size}")
+            header = json.loads(handle.read(size))
+        return {key: tuple(int(n) for n in entry["shape"]) for key, entry in header.items()
+                if key != "__metadata__"}
+    except (OSError, ValueError, TypeError, KeyError, AttributeError, RecursionError) as err:
+        raise WaypointError(f"{path}: not a safetensors file ({err}); is it complete?") from None
+
+
+def check_header(path: Path, config: WaypointConfig) -> None:
+    """Config sizes against the file's header: block count and the layout-independent shapes."""
+    shapes = header_shapes(path)
+    blocks = {int(match[1]) for match in map(BLOCK.match, shapes) if match}
+    if blocks and max(blocks) + 1 != config.n_layers:
+        raise WaypointError(f"{path}: config n_layers is {config.n_layers} but the checkpoint has "
+                            f"{max(blocks) + 1} blocks")
+    expected = canonical_shapes(config)   # a dict of shapes: config sizes are capped, this is small
+    for key in _HEADER_KEYS:
+        if key in shapes and shapes[key] != expected[key]:
+            raise WaypointError(f"{path}: tensor {key!r} has shape {shapes[key]}, but the config (d_model, "
+                                f"n_heads, n_kv_heads, channels, patch, mlp_ratio, n_buttons) needs {expected[key]}")
+
+
+def read_safetensors(path: Path, device="cpu", config: WaypointConfig | None = None) -> dict:
+    """Every tensor of a .safetensors file, read straight onto `device`; with `config`, the header is
+    checked against it first (so a mismatched config allocates nothing)."""
     from safetensors import SafetensorError, safe_open
 
     if not path.is_file():
         raise WaypointError(f"weights file not found: {path}")
+    if config is not None:
+        check_header(path, config)
     try:
         with safe_open(str(path), framework="pt", device=str(device)) as handle:
             return {key: handle.get_tensor(key) for key in handle.keys()}

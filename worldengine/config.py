@@ -20,6 +20,18 @@ NOISE_CONDITIONINGS = (None, "wan", "dit_air")
 # Keys that appear in published configs but that no inference code reads.
 INFORMATIONAL_KEYS = frozenset({"n_frames", "causal", "rope_impl", "conv_kw", "ctrl_cond_dropout",
                                 "prompt_cond_dropout", "moe_mlp_ratio"})
+# Upper bounds of the size fields: ~8x the largest published model (d_model 2560, 24 layers, 16x32
+# tokens, windows 16/128), so a typo or a hostile file fails here, before anything is allocated.
+MAX_SIZES = {"d_model": 16384, "n_layers": 512, "n_heads": 1024, "n_kv_heads": 1024, "mlp_ratio": 64,
+             "channels": 1024, "height": 1024, "width": 1024, "tokens_per_frame": 65536, "local_window": 4096,
+             "global_window": 65536, "global_attn_period": 1024, "global_pinned_dilation": 4096,
+             "n_buttons": 1024, "base_fps": 1000, "temporal_compression": 64, "ctrl_conditioning_period": 1024,
+             "prompt_conditioning_period": 1024, "prompt_embedding_dim": 16384, "moe_top_k": 1024,
+             "moe_n_experts": 1024, "n_frames": 1 << 24}
+MAX_PATCH, MAX_SIGMAS, MAX_ROPE_THETA = 64, 1024, 1e12
+MAX_KV_ELEMENTS = 1 << 33   # K+V cache of one session (~16 GiB in bf16); the largest model needs ~0.4G
+_INT_FIELDS = (*(name for name in MAX_SIZES if name != "n_frames"), "global_attn_offset")
+_BOOL_FIELDS = ("value_residual", "gated_attn", "taehv_ae", "auto_aspect_ratio", "moe")
 
 
 @dataclass(frozen=True)
@@ -68,6 +80,7 @@ class WaypointConfig:
 
     def __post_init__(self):
         fix = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen)
+        self._check_types()
         if self.n_kv_heads is None:
             fix("n_kv_heads", self.n_heads)
         if self.tokens_per_frame is None:
@@ -135,6 +148,48 @@ class WaypointConfig:
         return 1, self.local_window
 
     # ---- validation --------------------------------------------------------------------------
+    def _check_types(self):
+        """Types first (before any arithmetic on them): integers are ints, flags real booleans,
+        numbers finite numbers, lists short; each error names the field."""
+        def need(ok: bool, name: str, what: str):
+            if not ok:
+                raise WaypointError(f"invalid config: {name} must be {what}, got {getattr(self, name)!r:.80}")
+
+        for name in _INT_FIELDS:
+            value = getattr(self, name)
+            need(value is None or _is_int(value), name, "an integer")
+            need(value is None or abs(value) <= MAX_SIZES.get(name, 1024), name,
+                 f"at most {MAX_SIZES.get(name, 1024)} in size")
+        for name in _BOOL_FIELDS:
+            need(isinstance(getattr(self, name), bool), name, "true or false")
+        for name in ("rope_nyquist_frac", "rope_theta", "inference_fps"):
+            value = getattr(self, name)
+            need(value is None or _is_number(value), name, "a finite number")
+        need(0 < self.rope_theta <= MAX_ROPE_THETA, "rope_theta", f"in (0, {MAX_ROPE_THETA:g}]")
+        need(0 < self.rope_nyquist_frac <= 1, "rope_nyquist_frac", "in (0, 1]")
+        need(self.inference_fps is None or 0 < self.inference_fps <= MAX_SIZES["base_fps"], "inference_fps",
+             f"in (0, {MAX_SIZES['base_fps']}]")
+        need(isinstance(self.patch, (list, tuple)) and len(self.patch) == 2
+             and all(_is_int(p) and 0 < p <= MAX_PATCH for p in self.patch), "patch",
+             f"two integers in [1, {MAX_PATCH}]")
+        sigmas = self.scheduler_sigmas
+        need(isinstance(sigmas, (list, tuple)) and 2 <= len(sigmas) <= MAX_SIGMAS
+             and all(_is_number(x) for x in sigmas), "scheduler_sigmas",
+             f"a list of 2 to {MAX_SIGMAS} finite numbers")
+        for name in ("model_type", "prompt_encoder_uri"):
+            need(isinstance(getattr(self, name), str), name, "a string")
+        for name in ("ae_uri", "noise_conditioning", "ctrl_conditioning", "prompt_conditioning"):
+            need(isinstance(getattr(self, name), (str, bool, type(None))), name, "a string, a boolean or null")
+        n_frames = self.extras.get("n_frames")
+        if n_frames is not None and not (_is_int(n_frames) and 0 < n_frames <= MAX_SIZES["n_frames"]):
+            raise WaypointError(f"invalid config: n_frames must be an integer in [1, {MAX_SIZES['n_frames']}], "
+                                f"got {n_frames!r:.80}")
+
+    def kv_cache_elements(self) -> int:
+        """K and V elements of one session's cache: every layer's ring buckets x tokens x heads x head size."""
+        buckets = sum(self.ring(i)[1] for i in range(self.n_layers))
+        return 2 * buckets * self.tokens_per_frame * self.n_kv_heads * self.d_head
+
     def _validate(self):
         def need(ok: bool, message: str):
             if not ok:
@@ -177,6 +232,11 @@ class WaypointConfig:
                  f"prompt_embedding_dim {dim!r} must be a positive multiple of the head size {self.d_head}")
         if self.moe:
             need(bool(self.moe_top_k) and bool(self.moe_n_experts), "moe needs moe_top_k and moe_n_experts")
+            need(0 < self.moe_top_k <= self.moe_n_experts,
+                 f"moe_top_k {self.moe_top_k} must be in [1, moe_n_experts {self.moe_n_experts}]")
+        kv = self.kv_cache_elements()
+        need(kv <= MAX_KV_ELEMENTS, f"the KV cache would hold {kv} elements (n_layers x local_window / "
+             f"global_window rings x tokens_per_frame x n_kv_heads x head size), over the cap {MAX_KV_ELEMENTS}")
 
     def to_dict(self) -> dict:
         """Plain dict of every field (what `config.yaml` would hold), extras included."""
@@ -187,6 +247,14 @@ class WaypointConfig:
         return out
 
 
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(WaypointConfig)) - {"extras"}
 REQUIRED_FIELDS = frozenset(f.name for f in dataclasses.fields(WaypointConfig)
                             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
@@ -195,7 +263,7 @@ REQUIRED_FIELDS = frozenset(f.name for f in dataclasses.fields(WaypointConfig)
 def config_from_dict(values: dict, source: str = "<dict>", **overrides) -> WaypointConfig:
     """Build a config from a mapping (a parsed config.yaml). Errors name the field and `source`."""
     merged = {**values, **overrides}
-    unknown = sorted(set(merged) - FIELD_NAMES - INFORMATIONAL_KEYS)
+    unknown = sorted(map(str, set(merged) - FIELD_NAMES - INFORMATIONAL_KEYS))
     if unknown:
         raise WaypointError(f"{source}: unknown config field(s) {unknown}")
     missing = sorted(REQUIRED_FIELDS - set(merged))

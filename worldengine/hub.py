@@ -30,6 +30,9 @@ def local_folder_for(repo_id: str, models_dir: str | Path) -> Path:
 def resolve_model_folder(source: str | Path, models_dir: str | Path | None = None) -> Path:
     """A folder holding config.yaml + model.safetensors. Repo ids are downloaded into models_dir."""
     path = Path(source).expanduser()
+    if not path.is_absolute() and ".." in path.parts:   # refused whether or not it exists: reveals nothing
+        raise WaypointError(f"model {str(source)[:200]!r}: a relative name may not leave its folder ('..'); "
+                            "type the absolute path of a model folder elsewhere")
     if path.is_dir():
         _check_folder(path)
         return path

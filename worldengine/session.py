@@ -9,6 +9,7 @@ clean latent with the same controls and frame index, which persists its K/V into
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -151,10 +152,13 @@ class WorldSession:
             tensors["last_latent"] = self.last_latent.clone()
         return WorldSnapshot(self.engine.fingerprint, self.frame_index, tensors)
 
-    def restore(self, snapshot: WorldSnapshot):
+    def restore(self, snapshot: WorldSnapshot, check_values: bool = False):
+        """Load `snapshot` into this session; everything is checked first, so a refused snapshot leaves
+        the session as it was (`check_values`: also that every float is finite, for snapshots from files)."""
         if snapshot.fingerprint != self.engine.fingerprint:
             raise WaypointError("this snapshot was taken on a different model (fingerprint "
-                                f"{snapshot.fingerprint} vs this engine's {self.engine.fingerprint})")
+                                f"{str(snapshot.fingerprint)[:64]} vs this engine's {self.engine.fingerprint})")
+        _check_snapshot(snapshot, self.engine.config, check_values)
         self.cache.load_state_tensors(snapshot.tensors)
         self.frame_index = snapshot.frame_index
         prompt = snapshot.tensors.get("prompt_emb")
@@ -186,15 +190,74 @@ class WorldSession:
         with safe_open(str(path), framework="pt") as handle:
             metadata = handle.metadata() or {}
         if metadata.get("format") != SNAPSHOT_FORMAT:
-            raise WaypointError(f"{path}: not a world snapshot (format {metadata.get('format')!r})")
-        snap = WorldSnapshot(metadata["fingerprint"], int(metadata["frame_index"]), tensors,
-                             json.loads(metadata.get("extra", "{}")))
-        self.restore(snap)
+            raise WaypointError(f"{path}: not a world snapshot (format {metadata.get('format')!r:.80})")
+        fingerprint, frame_index, extra = _snapshot_metadata(metadata, path)
+        snap = WorldSnapshot(fingerprint, frame_index, tensors, extra)
+        try:
+            self.restore(snap, check_values=True)   # a file: its numbers too
+        except WaypointError as err:
+            raise WaypointError(f"{path}: {err}") from None
         has_stream = "ae_stream" in snap.extra
         if codec is not None and has_stream:
             stream_tensors = {k[len("ae."):]: v.clone() for k, v in tensors.items() if k.startswith("ae.")}
             codec.load_state({**stream_tensors, **snap.extra["ae_stream"]})
         return has_stream
+
+
+MAX_FRAME_INDEX = 2 ** 40   # ~2000 years of frames at 15 fps; far beyond any float32 RoPE time anyway
+_SNAPSHOT_NAMES = re.compile(r"^(kv\.\d+|written\.\d+x\d+|prompt_emb|last_latent|ae\..+)$")
+
+
+def _snapshot_metadata(metadata: dict, path) -> tuple:
+    """(fingerprint, frame_index, extra) of a snapshot file's metadata; errors name the field."""
+    for name in ("fingerprint", "frame_index"):
+        if name not in metadata:
+            raise WaypointError(f"{path}: snapshot metadata lacks the field {name!r}")
+    text = metadata["frame_index"]
+    if not (text.isascii() and text.isdigit() and len(text) <= 16):
+        raise WaypointError(f"{path}: snapshot field 'frame_index' must be a non-negative integer, got {text!r:.40}")
+    try:
+        extra = json.loads(metadata.get("extra", "{}"))
+    except (json.JSONDecodeError, RecursionError):
+        raise WaypointError(f"{path}: snapshot field 'extra' is not valid JSON") from None
+    return metadata["fingerprint"], int(text), extra
+
+
+def _check_snapshot(snapshot: WorldSnapshot, config, values: bool = False) -> None:
+    """Refuse a snapshot whose fields or tensors could not have come from save_snapshot: the frame
+    index is an int in [0, 2**40], KV rings floats, written flags 1-D bools, prompt_emb and last_latent
+    floats, extra a JSON object; with `values` (files) every float also finite. KV shapes are checked
+    by the KV cache."""
+    index = snapshot.frame_index
+    if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index <= MAX_FRAME_INDEX:
+        raise WaypointError(f"snapshot field 'frame_index' must be an integer in [0, 2**40], got {index!r:.40}")
+    if not isinstance(snapshot.extra, dict):
+        raise WaypointError(f"snapshot field 'extra' must be a JSON object, got {type(snapshot.extra).__name__}")
+    for name, tensor in snapshot.tensors.items():
+        if not isinstance(name, str) or not _SNAPSHOT_NAMES.match(name) or not isinstance(tensor, torch.Tensor):
+            raise WaypointError(f"snapshot holds an unknown entry {str(name)[:80]!r}")
+        if name.startswith("ae."):
+            continue   # stream state: the codec checks it
+        if name.startswith("written."):
+            if tensor.dtype != torch.bool or tensor.ndim != 1:
+                raise WaypointError(f"snapshot tensor {name!r} must be 1-D bool written-flags, "
+                                    f"got {tensor.dtype} {list(tensor.shape)}")
+            if int(tensor.sum()) > index:
+                raise WaypointError(f"snapshot tensor {name!r} marks {int(tensor.sum())} buckets written "
+                                    f"after only {index} frames")
+            continue
+        if not tensor.is_floating_point():
+            raise WaypointError(f"snapshot tensor {name!r} has dtype {tensor.dtype}, expected a float")
+        if (values or name == "prompt_emb") and not torch.isfinite(tensor).all():
+            raise WaypointError(f"snapshot tensor {name!r} holds NaN or infinite values")
+    latent = snapshot.tensors.get("last_latent")
+    if latent is not None and tuple(latent.shape) != tuple(config.latent_shape):
+        raise WaypointError(f"snapshot tensor 'last_latent' is {list(latent.shape)}, "
+                            f"expected {list(config.latent_shape)}")
+    prompt = snapshot.tensors.get("prompt_emb")
+    if prompt is not None and (not config.has_prompt or prompt.ndim != 2
+                               or prompt.shape[1] != config.prompt_embedding_dim):
+        raise WaypointError(f"snapshot tensor 'prompt_emb' {list(prompt.shape)} does not fit this model")
 
 
 def _split_state(state: dict) -> tuple[dict, dict]:

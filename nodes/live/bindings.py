@@ -10,6 +10,7 @@ Module-level state (`_bindings`) because ComfyUI re-creates node instances; rout
 """
 from __future__ import annotations
 
+import asyncio
 import threading
 from dataclasses import dataclass
 
@@ -29,6 +30,8 @@ class Binding:
     live: object = None              # worldengine.live.session.LiveSession while a socket is open
     socket: object = None            # that socket (closed when another one takes over)
     last_track: object = None        # ControlTrack of the last closed session
+    quota: object = None             # worldengine.serve.socket.ExportQuota of its files, across sockets
+    _takeover: tuple = (None, None)  # (event loop, asyncio.Lock): one socket takeover at a time
 
     def current_track(self):
         if self.live is not None:
@@ -62,6 +65,29 @@ def bind(node_id: str, world: World, seed: int, preview: str) -> Binding:
 def get_binding(node_id: str) -> Binding | None:
     with _lock:
         return _bindings.get(node_id)
+
+
+def all_bindings() -> list[Binding]:
+    with _lock:
+        return list(_bindings.values())
+
+
+def quota_of(binding: Binding):
+    """The binding's ExportQuota (made on first use: serve.socket imports torch)."""
+    from worldengine.serve.socket import ExportQuota
+    with _lock:
+        if binding.quota is None:
+            binding.quota = ExportQuota()
+        return binding.quota
+
+
+def takeover_lock(binding: Binding) -> asyncio.Lock:
+    """The binding's takeover lock on the running event loop (a lock belongs to one loop)."""
+    loop = asyncio.get_running_loop()
+    with _lock:
+        if binding._takeover[0] is not loop:
+            binding._takeover = (loop, asyncio.Lock())
+        return binding._takeover[1]
 
 
 def unbind(node_id: str) -> bool:

@@ -41,8 +41,12 @@ class AEFiles:
 
 
 def _search_dirs(folder: Path, config, subfolders: tuple[str, ...], extra_dirs) -> list[Path]:
+    from worldengine.hub import REPO_ID
+
     dirs = [folder, *(folder / name for name in subfolders), *map(Path, extra_dirs)]
     ae_uri = getattr(config, "ae_uri", None)
+    if ae_uri and not REPO_ID.match(str(ae_uri).rstrip("/")):   # "x/.." would search the grandparent
+        raise WaypointError(f"config field ae_uri {str(ae_uri)[:200]!r} is not a Hugging Face repo id (owner/name)")
     if ae_uri:  # a downloaded AE repo next to the model folder, e.g. models/waypoint/taehv1_5
         dirs.append(folder.parent / str(ae_uri).rstrip("/").split("/")[-1])
     return dirs

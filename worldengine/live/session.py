@@ -146,7 +146,8 @@ class LiveSession:
         self.worker.wake()
 
     def play(self) -> None:
-        self.playing = True
+        with self._control_lock:   # a closed session is never marked playing again
+            self.playing = not self.closed
         self.worker.wake()
         self._emit_status()
 
@@ -193,9 +194,9 @@ class LiveSession:
         return write_frames(decode_images(images), path, fps)
 
     def close(self) -> None:
-        self.closed = True
-        self.playing = False
-        self.worker.detach(self)
+        with self._control_lock:   # after this, play() cannot mark it playing again
+            self.closed, self.playing = True, False
+        self.worker.detach(self)   # returns after its step in progress: a script may exit right after
 
     def status(self) -> dict:
         """Counters for the HUD (read without the step lock: may be one step stale)."""

@@ -2,9 +2,12 @@
 
 A worker runs whichever attached session may step now (`wait_time(now) == 0`), round-robin, and
 sleeps until the soonest one may; a session that raises is failed alone and the thread goes on.
+At interpreter exit (`atexit`) every worker is stopped and joined: a thread still inside a torch op
+while the interpreter finalizes aborts the process ("terminate called without an active exception").
 """
 from __future__ import annotations
 
+import atexit
 import threading
 import time
 from typing import Protocol
@@ -29,26 +32,46 @@ class DeviceWorker:
         self._cond = threading.Condition()
         self._sessions: list[LiveSession] = []
         self._thread: threading.Thread | None = None
+        self._last_thread: threading.Thread | None = None   # kept until joined (stop)
+        self._stopped = False
+        self._running: LiveSession | None = None   # the session whose tick runs now
         self._turn = 0
         self.steps = 0
 
     def attach(self, live: LiveSession) -> None:
+        from worldengine.errors import WaypointError
         with self._cond:
+            if self._stopped:
+                raise WaypointError("live play is shut down: this process is exiting")
             self._sessions.append(live)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name=f"waypoint-live-{self.device}", daemon=True)
+                self._last_thread = self._thread
                 self._thread.start()
             self._cond.notify_all()
 
     def detach(self, live: LiveSession) -> None:
+        """Remove `live`; returns once no step of it runs (unless called from the stepping thread)."""
         with self._cond:
             if live in self._sessions:
                 self._sessions.remove(live)
             self._cond.notify_all()
+            while self._running is live and threading.current_thread() is not self._last_thread:
+                self._cond.wait()
 
     def wake(self) -> None:
         with self._cond:
             self._cond.notify_all()
+
+    def stop(self, timeout: float = 5.0) -> bool:
+        """Stop stepping for good (after the step in progress) and join the thread; True when it ended."""
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
+            thread = self._last_thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+        return thread is None or not thread.is_alive()
 
     @property
     def alive(self) -> bool:
@@ -71,22 +94,37 @@ class DeviceWorker:
     def _run(self) -> None:
         while True:
             with self._cond:
-                if not self._sessions:
+                if not self._sessions or self._stopped:
                     self._thread = None
                     return
                 live, delay = self._pick()
                 if live is None:
                     self._cond.wait(timeout=delay)
                     continue
+                self._running = live
             try:
                 live.tick()
                 self.steps += 1
             except Exception as err:  # noqa: BLE001 - one session's failure must not stop the device
                 live.fail(err)
+            finally:
+                with self._cond:
+                    self._running = None
+                    self._cond.notify_all()
 
 
 _workers: dict[str, DeviceWorker] = {}
 _workers_lock = threading.Lock()
+
+
+def shutdown_workers(timeout: float = 5.0) -> bool:
+    """Stop and join every device worker (registered with atexit); True when all threads ended."""
+    with _workers_lock:
+        workers = list(_workers.values())
+    return all([worker.stop(timeout) for worker in workers])
+
+
+atexit.register(shutdown_workers)
 
 
 def worker_for(device: str) -> DeviceWorker:

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import shutil
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 from aiohttp import WSMsgType
@@ -33,6 +36,43 @@ class FileActions:
 
     save_snapshot: Callable
     export_clip: Callable
+
+
+@dataclass
+class ExportQuota:
+    """Rate limit and disk quota of the files one live node writes (snapshots, clips), kept by the host
+    per node so reconnecting does not reset it. The quota counts the bytes of this node's files that
+    still exist: deleting them frees it."""
+
+    max_bytes: int = 8 << 30           # a 1B-parameter world's snapshot is ~1 GB (its KV cache)
+    max_files: int = 200
+    min_interval: float = 2.0          # seconds between two snapshots (or two clips) of this node
+    min_free_bytes: int = 1 << 30      # never fill the disk: refuse below this much free space
+    written: list = field(default_factory=list)
+    _last: dict = field(default_factory=dict)   # what -> monotonic time of its last write
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def claim(self, what: str, folder) -> None:
+        """Raise a WaypointError saying which limit `what` ("snapshot", "clip") hits; else count it."""
+        with self._lock:
+            now = time.monotonic()
+            if now - self._last.get(what, float("-inf")) < self.min_interval:
+                raise WaypointError(f"{what} refused: at most one {what} every {self.min_interval:g} s per live node")
+            self.written = [path for path in self.written if os.path.exists(path)]
+            used = sum(os.path.getsize(path) for path in self.written)
+            if len(self.written) >= self.max_files or used >= self.max_bytes:
+                raise WaypointError(
+                    f"{what} refused: this live node's files use {used / 2 ** 20:.0f} MB in {len(self.written)} "
+                    f"files (quota {self.max_bytes / 2 ** 20:.0f} MB, {self.max_files} files); delete some "
+                    f"of them from {folder} to write more")
+            if shutil.disk_usage(folder).free < self.min_free_bytes:
+                raise WaypointError(f"{what} refused: less than {self.min_free_bytes / 2 ** 30:.1f} GB free in {folder}")
+            self._last[what] = now
+
+    def add(self, path) -> None:
+        """Count a file just written."""
+        with self._lock:
+            self.written.append(str(path))
 
 
 class Outbox:
@@ -67,9 +107,12 @@ async def _send_loop(ws, outbox: Outbox) -> None:
             await ws.send_json(item)
 
 
-async def _status_loop(live_session, outbox: Outbox, counters: dict) -> None:
+async def _status_loop(ws, live_session, outbox: Outbox, counters: dict) -> None:
     while True:
         await asyncio.sleep(STATUS_PERIOD)
+        if live_session.closed:   # taken over, node removed, shutdown: an open socket always streams
+            await ws.close(message=b"this live session was closed")
+            return
         outbox.put({**live_session.status(), **counters})
 
 
@@ -125,7 +168,7 @@ async def drive_socket(ws, live_session, outbox: Outbox, files: FileActions) -> 
     counters = {"rejected": 0}
     errors = _Errors(outbox, counters)
     tasks = [asyncio.ensure_future(_send_loop(ws, outbox)),
-             asyncio.ensure_future(_status_loop(live_session, outbox, counters))]
+             asyncio.ensure_future(_status_loop(ws, live_session, outbox, counters))]
     outbox.put(live_session.status())
     try:
         async for msg in ws:
