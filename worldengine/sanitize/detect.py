@@ -12,8 +12,10 @@ Rules, per strictness (``Strictness``):
 - minors with danger or harm wording (in any listed language) -> "minors", sexual or not;
 - entries marked for one language (``~term``) count only in prompts of that language;
 - celebrity names, and people found by name shape or a person cue (names.py) -> "celebrity";
-  franchises/characters -> "branded_ip" (names that are also words only when written like a
-  name, not first: "Sonic running" but not "sonic boom"); commercial brands ->
+  franchises/characters -> "branded_ip"; characters and stage names that are also words
+  (ip_cased, celebrities_cased) only when written like a name and, as the first word, followed by
+  a function word ("Sonic running", "Drake in a cabin"; not "sonic boom", "a drake on a pond");
+  commercial brands ->
   "branded_ip" except at relaxed; self-harm, hard drugs, terrorism, hate symbols -> "unsafe".
 """
 
@@ -33,6 +35,8 @@ CATEGORIES = ("sexual", "minors", "celebrity", "branded_ip", "violence", "unsafe
 _MAX_CHARS = 8000  # sanitize() cuts at 4000 on a word break; detect() alone never reads more
 _TARGET_WINDOW = 5  # tokens between a harm verb and its victim
 _PASSIVE = {"being", "getting", "got", "get", "gets", "was", "were", "is", "are", "been"}
+_FOLLOWERS = {"in", "on", "at", "and", "with", "from", "under", "near", "inside", "riding",
+              "walking", "running", "standing", "sitting", "flying", "eating", "playing"}
 _SIGNALS = ("harm_target", "minor_subject", "harm_verb", "harm_verb_passive", "minor_risk")
 
 
@@ -80,8 +84,16 @@ def _drop_contained(hits: list[Hit]) -> list[Hit]:
 
 
 def _as_name(tokens: list[Token], hit: Hit) -> bool:
-    """Written like a name and not the prompt's first word ("Sonic running", not "sonic boom")."""
-    return 0 < hit.tok_start < len(tokens) and name_cased(tokens[hit.tok_start].raw)
+    """Written like a name, and not the prompt's first word unless a function word follows
+    ("Sonic running", "Sonic in a jungle"; not "sonic boom", "Sonic boom over a desert")."""
+    if not 0 <= hit.tok_start < len(tokens) or not name_cased(tokens[hit.tok_start].raw):
+        return False
+    raw = tokens[hit.tok_start].raw
+    capitals = sum(t.raw[:1].isupper() for t in tokens)
+    if capitals > 0.6 * len(tokens) and not any(c.isupper() for c in raw[1:]):
+        return False  # Title Case Prompt: a capital says nothing (oDd casing still counts)
+    after = tokens[hit.tok_end].raw.lower() if hit.tok_end < len(tokens) else ""
+    return hit.tok_start > 0 or after in _FOLLOWERS
 
 
 def _tok_index(tokens: list[Token], hit: Hit) -> tuple[int, int]:
@@ -141,6 +153,7 @@ def detect(text: str, strictness: "str | Strictness" = Strictness.STANDARD,
     flag("sexual", by_role.get("sexual"))
     flag("minors", by_role.get("minors"))
     flag("celebrity", by_role.get("celebrity"))
+    flag("celebrity", [h for h in by_role.get("celebrity_cased", ()) if _as_name(tokens, h)])
     flag("branded_ip", by_role.get("branded_ip"))
     flag("branded_ip", [h for h in by_role.get("branded_ip_cased", ()) if _as_name(tokens, h)])
     if level is not Strictness.RELAXED:

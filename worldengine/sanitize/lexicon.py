@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from worldengine.errors import WaypointError
-from worldengine.sanitize.normalize import canonical, clean_text, fold, has_cjk, tokenize
+from worldengine.sanitize.normalize import CJK_GAP, canonical, clean_text, fold, has_cjk, tokenize
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 
@@ -41,6 +41,7 @@ LISTS = {
     "celebrities": ("celebrity", "a person"),
     "ip_franchises": ("branded_ip", "an original character"),
     "ip_cased": ("branded_ip_cased", "an original character"),
+    "celebrities_cased": ("celebrity_cased", "a person"),
     "brands": ("brand", ""),
     "violence_graphic": ("violence", ""),
     "violence_moderate": ("violence_moderate", ""),
@@ -56,9 +57,9 @@ LISTS = {
 }
 # Roles that only feed the rules in detect.py / names.py: never matched glued or by typo.
 _NO_COMPACT = ("benign", "harm_verb", "harm_verb_passive", "harm_target", "given_name",
-               "person_cue", "name_stop", "branded_ip_cased")
+               "person_cue", "name_stop", "branded_ip_cased", "celebrity_cased")
 _NO_FUZZY = ("benign", "harm_target", "minor_subject", "given_name", "person_cue", "name_stop",
-             "branded_ip_cased")
+             "branded_ip_cased", "celebrity_cased")
 
 
 @dataclass(frozen=True)
@@ -95,8 +96,9 @@ def parse_line(line: str, role: str, default: str | None, source: str,
         raise WaypointError(f"sanitizer term list {source}: '*' only at the end of an entry, "
                             f"got {line.strip()!r}")
     scope = lang if scoped else None
-    if has_cjk(body):
-        return Entry(role, (body.lower(),), False, replacement, source, body, scope)
+    if has_cjk(body):  # matched on the prompt with separators between CJK letters removed
+        return Entry(role, (CJK_GAP.sub("", body.lower()),), False, replacement, source, body,
+                     scope)
     words = tuple(_key(t.raw) for t in tokenize(clean_text(body)))
     if not words:
         raise WaypointError(f"sanitizer term list {source}: entry {line.strip()!r} has no words")

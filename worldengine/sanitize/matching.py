@@ -12,11 +12,23 @@ import re
 from dataclasses import dataclass
 
 from worldengine.sanitize.lexicon import Entry, Lexicon, english_words
-from worldengine.sanitize.normalize import Token, fold, has_cjk, join_singles, tokenize, variants
+from worldengine.sanitize.normalize import (CJK_GAP, Token, fold, has_cjk, join_singles, tokenize,
+                                           variants)
 
 # A child's age written as a number: "12 year old", "9yo", "aged 14", "15 años".
 _AGE = re.compile(r"(?<![0-9])(?:aged?\s+)?(?:[1-9]|1[0-7])\s*-?\s*(?:years?|yrs?|y\.?\s?o\b\.?|yo\b|"
                   r"anos|años|ans|jahre|лет)(?:[\s-]*old)?|\baged?\s+(?:[1-9]|1[0-7])\b", re.I)
+# Ages in words, 1-17, in the listed languages: "five years old", "cinq ans", "seis años".
+_NUMBER_WORDS = (
+    "one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|"
+    "sixteen|seventeen|un|deux|trois|quatre|cinq|sept|huit|neuf|dix|onze|douze|treize|quatorze|"
+    "quinze|seize|uno|dos|tres|cuatro|cinco|seis|siete|ocho|nueve|diez|once|doce|trece|catorce|"
+    "quince|dieciséis|dieciseis|diecisiete|ein|zwei|drei|vier|fünf|sechs|sieben|acht|neun|zehn|"
+    "elf|zwölf|dreizehn|vierzehn|fünfzehn|sechzehn|siebzehn|due|quattro|sei|sette|otto|nove|"
+    "dieci|undici|dodici|tredici|quattordici|quindici|sedici|diciassette|um|dois|três|quatro|"
+    "oito|dez|onze|doze|treze|catorze|quinze|dezesseis|dezessete")
+_WORD_AGE = re.compile(rf"\b(?:{_NUMBER_WORDS})[\s-]+(?:years?[\s-]+old|year-old|ans\b|años|"
+                       rf"anos\b|jahre\s+alt|jährige[rns]?|anni\b)", re.I)
 _DIRECT_ROLES = ("sexual", "minors", "violence", "unsafe", "celebrity", "branded_ip", "brand")
 _STOPWORDS = {"a", "an", "the", "in", "on", "of", "to", "at", "is", "it", "as", "or", "by", "and",
               "with", "for", "from", "up", "my", "his", "her", "its", "our"}
@@ -221,19 +233,11 @@ def _fuzzy_hits(lex: Lexicon, tokens: list[Token], matched: set[int]) -> list[Hi
     return hits
 
 
-_CJK_CHAR = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af"
-# Separators slipped between CJK characters to split a term ("裸 体", "ポ・ル・ノ").
-_GAP = "[\\s.·・_*~-]+"
-# ...and around single letters mixed in ("哆 啦 A 梦"): only the compact copy for matching.
-_CJK_GAP = re.compile(f"(?<=[{_CJK_CHAR}]){_GAP}(?=[{_CJK_CHAR}a-z0-9])|"
-                      f"(?<=[a-z0-9]){_GAP}(?=[{_CJK_CHAR}])")
-
-
 def _cjk_hits(lex: Lexicon, clean: str) -> list[Hit]:
     """CJK entries as substrings, also across separators inserted between the characters."""
     lowered = clean.lower()
     keep = [True] * len(lowered)
-    for m in _CJK_GAP.finditer(lowered):
+    for m in CJK_GAP.finditer(lowered):
         keep[m.start():m.end()] = [False] * (m.end() - m.start())
     where = [i for i, k in enumerate(keep) if k]  # compact position -> clean position
     joined = "".join(lowered[i] for i in where)
@@ -262,6 +266,6 @@ def find_hits(lex: Lexicon, clean: str, fuzzy: bool = True) -> tuple[list[Token]
         matched = {k for h in hits for k in range(h.tok_start, h.tok_end)}
         hits += _fuzzy_hits(lex, tokens, matched)
     hits += _cjk_hits(lex, clean)
-    for m in _AGE.finditer(clean):
+    for m in (*_AGE.finditer(clean), *_WORD_AGE.finditer(clean)):
         hits.append(Hit(AGE_ENTRY, m.start(), m.end(), -1, -1, "age"))
     return tokens, hits

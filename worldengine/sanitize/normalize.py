@@ -55,6 +55,13 @@ _TOKEN = re.compile(r"\*?[\w@$!|+€¡]+(?:['’*]+[\w@$!|+€¡]+)*\*?")
 _RUN3 = re.compile(r"(.)\1{2,}")
 _RUN2 = re.compile(r"(.)\1+")
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
+_CJK_CHAR = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af"
+# Separators slipped between CJK characters to split a term ("裸 体", "ポ・ル・ノ").
+_GAP = "[\\s.·・_*~-]+"
+# ...and around single letters mixed in ("哆 啦 A 梦"): only the compact copy for matching.
+CJK_GAP = re.compile(f"(?<=[{_CJK_CHAR}]){_GAP}(?=[{_CJK_CHAR}a-z0-9])|"
+                      f"(?<=[a-z0-9]){_GAP}(?=[{_CJK_CHAR}])")
+
 
 
 def clean_text(text: str) -> str:
