@@ -252,7 +252,9 @@ def _is_int(value) -> bool:
 
 
 def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return abs(value) < 2 ** 1000   # math.isfinite would overflow on a huge int
+    return isinstance(value, float) and math.isfinite(value)
 
 
 FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(WaypointConfig)) - {"extras"}
@@ -290,8 +292,8 @@ def load_config(path: str | Path, **overrides) -> WaypointConfig:
         raise WaypointError(f"config file not found: {path}")
     try:
         values = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise WaypointError(f"{path}: not valid YAML ({err})") from None
+    except (yaml.YAMLError, RecursionError) as err:
+        raise WaypointError(f"{path}: not valid YAML ({str(err)[:200]})") from None
     if not isinstance(values, dict):
         raise WaypointError(f"{path}: expected a mapping of config fields, got {type(values).__name__}")
     return config_from_dict(values, source=str(path), **overrides)

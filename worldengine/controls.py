@@ -122,7 +122,7 @@ class Controls:
         if len(data.get("keys", [])) + len(data.get("buttons", [])) > 256:
             raise WaypointError("controls hold more than 256 keys/buttons")
         codes = [keycode(k) for k in data.get("keys", [])] + list(data.get("buttons", []))
-        return cls(frozenset(codes), tuple(data.get("mouse", (0.0, 0.0))), data.get("scroll", 0))
+        return cls(tuple(codes), tuple(data.get("mouse", (0.0, 0.0))), data.get("scroll", 0))   # checked there
 
     def to_json(self) -> dict:
         return {"buttons": sorted(self.buttons), "mouse": list(self.mouse), "scroll": self.scroll}
@@ -229,5 +229,5 @@ def _parse_json(text, max_bytes: int, max_objects: int | None = None):
         raise WaypointError(f"control track has more than {MAX_TRACK_FRAMES} frames (the cap)")
     try:
         return json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as err:
+    except (ValueError, RecursionError) as err:   # ValueError: JSONDecodeError, ints over 4300 digits
         raise WaypointError(f"not valid JSON: {err}") from None

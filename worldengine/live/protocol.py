@@ -57,8 +57,8 @@ def _int(value, name: str, low: int, high: int) -> int:
 
 
 def _number(value, name: str, limit: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or abs(value) > limit:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or abs(value) > limit \
+            or not math.isfinite(value):   # abs first: isfinite overflows on a huge int
         raise ProtocolError(f"{name} must be a finite number with |{name}| <= {limit:g}, got {value!r}")
     return float(value)
 
@@ -77,13 +77,13 @@ def parse_message(text) -> dict:
         raise ProtocolError(f"message is larger than {MAX_MESSAGE_BYTES} bytes")
     try:
         data = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as err:
+    except (ValueError, RecursionError) as err:   # ValueError: JSONDecodeError, ints over 4300 digits
         raise ProtocolError(f"message is not valid JSON: {err}") from None
     if not isinstance(data, dict):
         raise ProtocolError(f"message must be a JSON object, got {type(data).__name__}")
     kind = data.get("type")
-    if kind not in _FIELDS:
-        raise ProtocolError(f"unknown message type {kind!r}; known: {sorted(_FIELDS)}")
+    if not isinstance(kind, str) or kind not in _FIELDS:
+        raise ProtocolError(f"unknown message type {kind!r:.80}; known: {sorted(_FIELDS)}")
     unknown = set(data) - _FIELDS[kind] - {"type"}
     if unknown:
         raise ProtocolError(f"{kind} message has unknown field(s) {sorted(unknown)}")
