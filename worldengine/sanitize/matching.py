@@ -29,6 +29,7 @@ _NUMBER_WORDS = (
     "oito|dez|onze|doze|treze|catorze|quinze|dezesseis|dezessete")
 _WORD_AGE = re.compile(rf"\b(?:{_NUMBER_WORDS})[\s-]+(?:years?[\s-]+old|year-old|ans\b|años|"
                        rf"anos\b|jahre\s+alt|jährige[rns]?|anni\b)", re.I)
+_NOT_HALVES = ("benign", "given_name", "person_cue", "name_stop")
 _DIRECT_ROLES = ("sexual", "minors", "violence", "unsafe", "celebrity", "branded_ip", "brand")
 _STOPWORDS = {"a", "an", "the", "in", "on", "of", "to", "at", "is", "it", "as", "or", "by", "and",
               "with", "for", "from", "up", "my", "his", "her", "its", "our"}
@@ -175,8 +176,10 @@ def split_terms(lex: Lexicon, word: str) -> list[Entry]:
         return found
     for cut in range(3, len(word) - 2):
         left, right = _lookup(lex, word[:cut]), _lookup(lex, word[cut:])
-        if left and right:
-            found.extend(e for e in left + right if e.role != "benign")
+        left = [e for e in left if e.role not in _NOT_HALVES]
+        right = [e for e in right if e.role not in _NOT_HALVES]
+        if left and right:  # name lists would split ordinary words ("mario"+"neta")
+            found.extend(left + right)
     return found
 
 
