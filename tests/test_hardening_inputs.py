@@ -88,6 +88,16 @@ def test_config_is_checked_against_the_header_before_reading_tensors(tmp_path, m
         read_safetensors(folder / "model.safetensors", config=config)
 
 
+def test_load_engine_checks_the_header_before_reading_any_tensor(tmp_path, monkeypatch):
+    from worldengine import load_engine
+    folder = write_tiny_checkpoint(tmp_path / "m", model_type="waypoint-1.5", **SMALL)
+    _rewrite_config(folder, n_layers=512)
+    import safetensors
+    monkeypatch.setattr(safetensors, "safe_open", lambda *a, **k: pytest.fail("tensors were read"))
+    with pytest.raises(WaypointError, match="n_layers is 512 but the checkpoint has 4 blocks"):
+        load_engine(folder)
+
+
 def test_header_reader_refuses_garbage(tmp_path):
     path = tmp_path / "x.safetensors"
     path.write_bytes((10 ** 12).to_bytes(8, "little") + b"{}")

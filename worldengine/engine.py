@@ -89,7 +89,7 @@ def load_engine(source: str | Path, models_dir: str | Path | None = None, device
     folder = resolve_model_folder(source, models_dir)
     config = load_config(folder)
     weights = folder / "model.safetensors"
-    raw = read_safetensors(weights, device=device)
+    raw = read_safetensors(weights, device=device, config=config)   # header checked before reading
     if config.model_type == "waypoint-1.5":
         state, origin = remap_published_waypoint15(raw, config)
         raw.clear()  # drop references to the pre-remap tensors (q/k/v, fusion halves) right away
