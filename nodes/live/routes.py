@@ -12,6 +12,7 @@ socket. What happens on an open socket is `worldengine.serve.socket`, shared wit
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import sys
 from urllib.parse import urlsplit
@@ -20,6 +21,7 @@ from aiohttp import web
 
 from . import bindings
 
+_LOG = logging.getLogger(__name__)
 _NODE_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 _registered: set = set()
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -187,11 +189,13 @@ async def _take_over(binding, ws, outbox):
             if ws.closed:
                 raise WaypointError("the connection closed while opening")
             live_session = await _off_loop(bindings.open_live, binding, outbox.put, outbox.put)
-        except WaypointError as err:
+        except (WaypointError, RuntimeError, OSError) as err:   # the client hears why, the server goes on
+            if not isinstance(err, WaypointError):
+                _LOG.exception("live play: could not open a live session")
             if binding.socket is ws:
                 binding.socket = None
             if not ws.closed:
-                await ws.send_json({"type": "error", "message": str(err)})
+                await ws.send_json({"type": "error", "message": f"could not open live play: {err}"})
                 await ws.close()
             return None
     return live_session
