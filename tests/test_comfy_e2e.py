@@ -120,3 +120,66 @@ def test_bad_inputs_give_readable_errors_and_the_server_keeps_serving(host, obje
     result = host.run_prompt(short)
     assert result["status"] == "success", result["error"]
     assert len(host.output_images(result["outputs"])) == 4
+
+
+# ---- ComfyUI model management (the probe node module, tests/comfy_probe.py) ------------------------
+
+def waypoint_models(host) -> list[dict]:
+    return [m for m in host.get("/waypoint_test/loaded_models")["models"] if m["waypoint"]]
+
+
+def wait_for(condition, seconds: float = 60.0) -> bool:
+    import time
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def short_rollout(object_info, frames: int = 2) -> dict:
+    prompt = ui_to_api(json.loads((REPO_ROOT / "workflows" / "rollout_60_frames.json").read_text()), object_info)
+    step_id = next(k for k, v in prompt.items() if v["class_type"] == "WaypointStepWorld")
+    prompt[step_id]["inputs"]["frames"] = frames
+    return prompt
+
+
+def test_engine_is_a_loaded_model_that_unload_models_releases_and_the_next_queue_reloads(host, object_info):
+    prompt = short_rollout(object_info)
+    first = host.run_prompt(prompt)
+    assert first["status"] == "success", first["error"]
+    listed = waypoint_models(host)
+    assert listed and all(m["name"] == "WaypointWorldModel" for m in listed)
+    assert max(m["size"] for m in listed) > 1_000_000, "the size must cover weights, autoencoder and KV"
+    status, _ = host.post("/free", {"unload_models": True})
+    assert status == 200
+    assert wait_for(lambda: not waypoint_models(host)), "POST /free unload_models left the engine loaded"
+    again = host.run_prompt(prompt)
+    assert again["status"] == "success", again["error"]
+    assert waypoint_models(host)
+    before, after = load_images(host.output_images(first["outputs"])), load_images(host.output_images(again["outputs"]))
+    assert len(before) == len(after) == 8
+    assert all(np.array_equal(a, b) for a, b in zip(before, after)), "the reloaded engine gives other frames"
+
+
+def test_a_workflow_alternating_waypoint_and_another_model_offloads_the_engine_in_between(host, object_info):
+    prompt = short_rollout(object_info)
+    ids = {v["class_type"]: k for k, v in prompt.items()}
+    step_id, save_id = ids["WaypointStepWorld"], ids["SaveImage"]
+    prompt["90"] = {"class_type": "WaypointTestOtherModel", "inputs": {"image": [ids["WaypointDecodeLatent"], 0]}}
+    prompt["91"] = {"class_type": "WaypointSeedFrame", "inputs": {"engine": [ids["WaypointLoad"], 0],
+                                                                  "image": ["90", 0], "fit": "crop",
+                                                                  "world": [step_id, 0]}}
+    prompt["92"] = {"class_type": "WaypointStepWorld", "inputs": {**prompt[step_id]["inputs"], "world": ["91", 0]}}
+    prompt["93"] = {"class_type": "WaypointDecodeLatent", "inputs": {"latents": ["92", 1]}}
+    prompt[save_id]["inputs"]["images"] = ["93", 0]
+    events_before = len(host.get("/waypoint_test/loaded_models")["events"])
+    result = host.run_prompt(prompt)
+    assert result["status"] == "success", f"{result['error']}\n{host.log_tail()}"
+    events = host.get("/waypoint_test/loaded_models")["events"][events_before:]
+    assert events == [{"engine_before": True, "engine_after": False}], "the other model did not push the engine out"
+    assert waypoint_models(host), "the second rollout did not load the engine back"
+    images = load_images(host.output_images(result["outputs"]))
+    assert len(images) == 8 and all(image.shape == (*FRAME_SIZE, 3) for image in images)
+    assert not np.array_equal(images[0], images[-1])

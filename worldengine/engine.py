@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import weakref
 from pathlib import Path
 
 import torch
@@ -36,10 +37,26 @@ class WorldEngine:
         self.forward = model.forward   # replaced by a compiled function when compiled
         self._autoencoder = None
         self.options = {}
+        self._sessions = weakref.WeakSet()   # live sessions: their KV caches count and move with the engine
 
     def new_session(self) -> WorldSession:
         """A fresh world (frame 0, empty cache); its pixels go through `self.require_autoencoder().codec()`."""
-        return WorldSession(self)
+        session = WorldSession(self)
+        self._sessions.add(session)
+        return session
+
+    def memory_estimate(self) -> dict[str, int]:
+        """Bytes held on the engine's device: weights, autoencoder, live sessions' KV, forward workspace
+        and their total (`worldengine.memory.engine_memory`)."""
+        from worldengine.memory import engine_memory
+        return engine_memory(self)
+
+    def to(self, device) -> "WorldEngine":
+        """Move weights, autoencoder, tables and every live session's KV cache to `device`, in place
+        (an offload and its way back; `worldengine.memory.move_engine`)."""
+        from worldengine.memory import move_engine
+        move_engine(self, device)
+        return self
 
     @property
     def autoencoder(self):
