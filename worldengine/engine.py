@@ -45,6 +45,13 @@ class WorldEngine:
         self._sessions.add(session)
         return session
 
+    def step_many(self, requests) -> list[torch.Tensor]:
+        """One frame for each (session, controls, generator) of this engine, batched into one forward per
+        pass: the latents [C, H, W] float32 CPU that `session.step(controls, generator=generator)` would
+        give, in request order (`worldengine.batch`)."""
+        from worldengine.batch import step_many
+        return step_many(self, requests)
+
     def memory_estimate(self) -> dict[str, int]:
         """Bytes held on the engine's device: weights, autoencoder, live sessions' KV, forward workspace
         and their total (`worldengine.memory.engine_memory`)."""

@@ -100,6 +100,33 @@ class SelfAttention(nn.Module):
             y = y * gate.transpose(0, 1)[..., None]
         return self.out_proj(y.transpose(0, 1).reshape(tokens, -1)), v_first
 
+    def forward_batched(self, h, cos, sin, kv, key_mask, v_first):
+        """`forward` for B sessions at once (`worldengine.batch`): h [B*T, D] session-major rows;
+        cos/sin [B, 1, T, dh/2] fp32; kv [2, B, Hk, slots*T, dh] (the sessions' rings gathered into one
+        workspace; the tails receive this frame's K/V); key_mask [B, slots*T] bool."""
+        batch, dh = kv.shape[1], self.d_head
+        tokens = h.shape[0] // batch
+        q, k, v = self.qkv(h).split([self.n_heads * dh, self.n_kv_heads * dh, self.n_kv_heads * dh], -1)
+        q = q.view(batch, tokens, self.n_heads, dh).transpose(1, 2)
+        k = k.view(batch, tokens, self.n_kv_heads, dh).transpose(1, 2)
+        v = v.view(batch, tokens, self.n_kv_heads, dh).transpose(1, 2)
+        if self.v_lamb is not None:
+            if v_first is None:
+                v_first = v
+            else:
+                v = torch.lerp(v, v_first, self.v_lamb)
+        q = apply_rope(rms(q), cos, sin)
+        k = apply_rope(rms(k), cos, sin)
+        kv[:, :, :, -tokens:] = torch.stack([k, v])
+        group = self.n_heads // self.n_kv_heads   # GQA folded per KV head, as in `forward`
+        folded = q.reshape(batch, self.n_kv_heads, group * tokens, dh)
+        y = F.scaled_dot_product_attention(folded, kv[0], kv[1], attn_mask=key_mask.view(batch, 1, 1, -1))
+        y = y.view(batch, self.n_heads, tokens, dh)
+        if self.gate_proj is not None:
+            gate = torch.sigmoid(self.gate_proj(h[:, : self.n_heads])).view(batch, tokens, self.n_heads)
+            y = y * gate.transpose(1, 2)[..., None]
+        return self.out_proj(y.transpose(1, 2).reshape(batch * tokens, -1)), v_first
+
 
 class CrossAttention(nn.Module):
     """Prompt cross-attention (Waypoint-1). Padding rows take part in the softmax, as in the reference."""
@@ -134,3 +161,9 @@ class ControllerFusion(nn.Module):
 
     def forward(self, x_normed, ctrl_normed):
         return self.fc2(F.silu(self.fc1_x(x_normed) + self.fc1_c(ctrl_normed)))
+
+    def forward_batched(self, x_normed, ctrl_normed):
+        """x_normed [B*T, D] session-major rows, ctrl_normed [B, 1, D] (one control vector per session)."""
+        batch, d = ctrl_normed.shape[0], ctrl_normed.shape[-1]
+        hidden = self.fc1_x(x_normed).view(batch, -1, d) + self.fc1_c(ctrl_normed)
+        return self.fc2(F.silu(hidden).view(-1, d))

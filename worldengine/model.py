@@ -73,6 +73,22 @@ class Block(nn.Module):
         x = x + gate1 * self.mlp(rms(x) * (1 + scale1) + shift1)
         return x, v_first
 
+    def forward_batched(self, x, mods, cos, sin, kv, key_mask, v_first, ctrl_normed, prompts):
+        """`forward` on B sessions' rows x [B*T, D]; ctrl_normed [B, 1, D]; prompts: one normed prompt
+        context per session (or None). Each session's prompt may have its own length, so the prompt
+        cross-attention runs session by session."""
+        scale0, shift0, gate0, scale1, shift1, gate1 = mods.unbind(0)
+        attn_out, v_first = self.attn.forward_batched(rms(x) * (1 + scale0) + shift0, cos, sin, kv, key_mask,
+                                                      v_first)
+        x = x + gate0 * attn_out
+        if self.cross_attn is not None:
+            rows = rms(x).chunk(len(prompts))
+            x = x + torch.cat([self.cross_attn(row, prompt) for row, prompt in zip(rows, prompts)])
+        if self.ctrl_fusion is not None:
+            x = x + self.ctrl_fusion.forward_batched(rms(x), ctrl_normed)
+        x = x + gate1 * self.mlp(rms(x) * (1 + scale1) + shift1)
+        return x, v_first
+
 
 class WaypointDiT(nn.Module):
     """Module layout (inference form) of a Waypoint DiT. See checkpoint.py for the published layouts."""
@@ -129,3 +145,23 @@ class WaypointDiT(nn.Module):
         patches = self.unpatchify(tokens)                                      # [T, C*ph*pw]
         hp, wp = self.config.height, self.config.width
         return patches.view(hp, wp, c, ph, pw).permute(2, 0, 3, 1, 4).reshape(c, hp * ph, wp * pw)
+
+    def forward_batched(self, x, block_mods, out_mod, cos, sin, kv_buffers, key_masks, ctrl_normed,
+                        prompts=None):
+        """`forward` for B sessions in one pass (`worldengine.batch`): x [B, C, H, W] → velocity
+        [B, C, H, W] (compute dtype). block_mods/out_mod as in `forward` (one sigma for all); cos/sin
+        [B, 1, T, d_head/2] fp32; kv_buffers one [2, B, Hk, S, dh] workspace per layer and key_masks one
+        [B, S] bool per layer; ctrl_normed [B, 1, D]; prompts: B normed prompt contexts, or None."""
+        c, ph, pw = self.config.channels, *self.config.patch
+        batch = x.shape[0]
+        tokens = self.patchify(x).flatten(2).transpose(1, 2).reshape(-1, self.config.d_model)   # [B*T, D]
+        v_first = None
+        for i, block in enumerate(self.blocks):
+            tokens, v_first = block.forward_batched(tokens, block_mods[i], cos, sin, kv_buffers[i], key_masks[i],
+                                                    v_first, ctrl_normed, prompts)
+        scale, shift = out_mod.unbind(0)
+        tokens = F.silu(rms(tokens) * (1 + scale) + shift)
+        patches = self.unpatchify(tokens)                                      # [B*T, C*ph*pw]
+        hp, wp = self.config.height, self.config.width
+        return (patches.view(batch, hp, wp, c, ph, pw).permute(0, 3, 1, 4, 2, 5)
+                .reshape(batch, c, hp * ph, wp * pw))

@@ -222,6 +222,7 @@ def parse_args(argv):
     parser.add_argument("--json", default=None, help="write all figures to this JSON file")
     parser.add_argument("--seed", type=int, default=0, help="random weight seed")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads for this run (default: torch's)")
+    parser.add_argument("--sessions", type=int, default=None, help="B players: batched vs one by one (bench_sessions)")
     args = parser.parse_args(argv)
     if args.frames < 1 or args.warmup < 0:
         parser.error("--frames must be >= 1 and --warmup >= 0")
@@ -256,7 +257,8 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
-        return _run(args, argv)
+        from worldengine.cli.bench_sessions import run_sessions
+        return run_sessions(args) if args.sessions is not None else _run(args, argv)
     finally:
         torch.set_num_threads(threads_before)
 
