@@ -63,7 +63,7 @@ class WaypointLoad:
 
     def load(self, model, device="auto", dtype="auto", quant="none", compile=False, repo_id=""):
         from worldengine.errors import WaypointError
-        from worldengine.hub import DEFAULT_MODEL, TOY_MODEL_DIR
+        from worldengine.hub import DEFAULT_MODEL, TOY_MODEL_DIR, missing_model_note
 
         source = (repo_id or "").strip() or model
         if source == TOY_WORLD:
@@ -77,14 +77,27 @@ class WaypointLoad:
 
         try:
             return (engine_for(source),)
-        except WaypointError as err:
+        except WaypointError:
             # The default model is what shipped workflows name: without its weights (offline, not
-            # installed) they run on the shipped toy world instead, and the console says so.
+            # installed) they run on the shipped toy world instead, and say so in one line, in the
+            # console and in the browser (a note on this node and a toast, web/waypoint_notes.js).
             if source != DEFAULT_MODEL or not (TOY_MODEL_DIR / "model.safetensors").is_file():
                 raise
-            logging.getLogger("waypoint").warning("%s; running on the offline toy world (%s) instead",
-                                                  err, TOY_MODEL_DIR)
+            note = missing_model_note(DEFAULT_MODEL, host.waypoint_model_dirs()[0],
+                                      f"the offline toy world ('{TOY_WORLD}')")
+            logging.getLogger("waypoint").warning("Load Waypoint: %s", note)
+            self._announce(note)
             return (engine_for(str(TOY_MODEL_DIR)),)
+
+    @staticmethod
+    def _announce(note: str) -> None:
+        """Send `note` to the browser as a "waypoint.note" event for the running node (no-op outside ComfyUI)."""
+        try:
+            from server import PromptServer   # ComfyUI's; imported here, it is not ready at pack import
+            server = PromptServer.instance
+            server.send_sync("waypoint.note", {"node": server.last_node_id, "text": note, "level": "warn"})
+        except (ImportError, AttributeError):
+            return
 
 
 def _seed_frames(engine, image):
@@ -207,19 +220,25 @@ class WaypointDecodeLatent:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {"latents": (WAYPOINT_LATENTS, {"tooltip": "Latents from Step World or Seed Frame."})}}
+        return {"required": {"latents": (WAYPOINT_LATENTS, {"tooltip": "Latents from Step World or Seed Frame."})},
+                "optional": {"last_frames": ("INT", {"default": 0, "min": 0, "max": 100000,
+                                                     "tooltip": "0 = every decoded frame; N = only the last N "
+                                                                "(1 = the last frame, e.g. to edit and inject "
+                                                                "back with Seed Frame)."})}}
 
     RETURN_TYPES = ("IMAGE",)
     RETURN_NAMES = ("images",)
     FUNCTION = "decode"
     CATEGORY = CATEGORY
 
-    def decode(self, latents):
+    def decode(self, latents, last_frames=0):
         from worldengine import images
         if not isinstance(latents, WorldLatents):
             raise _error(f"DecodeLatent takes Waypoint latents, got {type(latents).__name__}")
         model_management.make_room(latents.engine)
         frames = latents.link.decode(latents.engine)
+        if last_frames > 0:
+            frames = frames[-last_frames:]   # the decoder still runs over the whole chain: its state is causal
         return (images.to_comfy(frames),)
 
 

@@ -94,15 +94,30 @@ def check_interrupt() -> None:
     mm.throw_exception_if_processing_interrupted()
 
 
+def _executing_node_id() -> str | None:
+    """Id of the node ComfyUI is running now (newer ComfyUI's execution context; None on older hosts,
+    whose progress hook adds the running node itself)."""
+    try:
+        from comfy_execution.utils import get_executing_context
+    except ImportError:
+        return None
+    context = get_executing_context()
+    return None if context is None else context.node_id
+
+
 class Progress:
-    """ComfyUI progress bar over `total` units; silent outside ComfyUI."""
+    """ComfyUI's progress bar over `total` units, for the running node so the browser draws it on that
+    node; silent outside ComfyUI."""
 
     def __init__(self, total: int):
         try:
             import comfy.utils
-            self._bar = comfy.utils.ProgressBar(total)
-        except (ImportError, AttributeError):
+        except ImportError:
             self._bar = None
+            return
+        node_id = _executing_node_id()
+        bar = comfy.utils.ProgressBar
+        self._bar = bar(total) if node_id is None else bar(total, node_id=node_id)
 
     def update(self, n: int = 1) -> None:
         if self._bar is not None:

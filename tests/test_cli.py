@@ -45,21 +45,78 @@ def test_rollout_cli_writes_frames_and_is_deterministic(tiny_models_dir, seed_pn
     assert np.array_equal(runs[0], runs[1])
 
 
-def test_rollout_cli_writes_animation(tiny_models_dir, seed_png, tmp_path):
+def test_rollout_cli_writes_animation(tiny_models_dir, seed_png, tmp_path, capsys):
+    from worldengine.config import load_config
     model = tiny_models_dir / "waypoint" / "small-wp15"
     out = tmp_path / "clip.gif"
     assert cli_main(["rollout", str(model), "--seed-image", str(seed_png), "--frames", "1", "--out", str(out)]) == 0
+    config = load_config(model / "config.yaml")
+    fps = config.inference_fps / config.temporal_compression * 4      # TAEHV: 4 frames per latent
     with Image.open(out) as clip:
         assert clip.n_frames == 8
+        assert clip.info["duration"] == max(2, round(100 / fps)) * 10  # the model's rate, not a fixed 30 ms
+    captured = capsys.readouterr()
+    assert "100%|" in captured.err and "1/1" in captured.err           # a tqdm bar, not "frame 1/1" text
+    assert f"{fps:g} fps" in captured.out
+
+
+def test_rollout_cli_checks_the_output_before_any_work(tiny_models_dir, tmp_path, capsys, monkeypatch):
+    import worldengine.engine
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the model was loaded before the output was checked")
+
+    monkeypatch.setattr(worldengine.engine, "load_engine", no_loading)
+    model = tiny_models_dir / "waypoint" / "small-wp15"
+    assert cli_main(["rollout", str(model), "--out", str(tmp_path / "clip.avi")]) == 2
+    assert "unknown output type '.avi'" in capsys.readouterr().err
+    monkeypatch.setitem(__import__("sys").modules, "av", None)        # PyAV not installed
+    assert cli_main(["rollout", str(model), "--out", str(tmp_path / "clip.mp4")]) == 2
+    assert "comfyui-waypoint[video]" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_rollout_cli_help_explains_every_option():
+    from worldengine.cli import build_parser
+    rollout = build_parser()._subparsers._group_actions[0].choices["rollout"]
+    for action in rollout._actions:
+        assert action.help, f"{action.option_strings or action.dest} has no help text"
+        if action.default not in (None, False) and action.dest not in ("help", "checkpoint"):
+            assert "%(default)s" in action.help, f"{action.option_strings} does not show its default"
+    text = rollout.format_help()
+    assert "fp8" in text and "seed.png" in text and "walks forward" in text
+
+
+def test_rollout_cli_falls_back_in_one_line(tmp_path, capsys, monkeypatch):
+    import worldengine.hub as hub
+    if not (hub.TOY_MODEL_DIR / "model.safetensors").is_file():
+        pytest.skip(f"the toy world is not shipped at {hub.TOY_MODEL_DIR}")
+
+    def offline(source, models_dir=None):
+        if source == hub.DEFAULT_MODEL:
+            raise hub.WaypointError("could not download (ConnectError: ...)\nmany more lines from the Hub")
+        return hub.Path(source)
+
+    monkeypatch.setattr(hub, "resolve_model_folder", offline)
+    out = tmp_path / "out" / "toy.gif"
+    assert cli_main(["rollout", "--frames", "1", "--out", str(out), "--models-dir", str(tmp_path / "m")]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    note = printed[0]
+    assert "could not download (" not in "\n".join(printed) and "Hub" not in "\n".join(printed)
+    for needed in ("toy world", "config.yaml", "model.safetensors", "taehv1_5.safetensors",
+                   str(tmp_path / "m" / "Overworld--Waypoint-1.5-1B-360P")):
+        assert needed in note
+    with Image.open(out) as clip:
+        assert clip.n_frames == 2 and clip.info["duration"] == 70    # toy world: 15 fps, 1 frame per step
 
 
 def test_rollout_cli_reports_bad_input(tiny_models_dir, seed_png, tmp_path, capsys):
     model = tiny_models_dir / "waypoint" / "small-wp15"
     assert cli_main(["rollout", str(model), "--seed-image", str(seed_png), "--frames", "1", "--fit", "error",
                      "--out", str(tmp_path / "x")]) == 2
-    assert "fit" in capsys.readouterr().err
+    assert "the image is 160x90 (16:9) but the model takes 2.00:1 at 128x64; choose" in capsys.readouterr().err
     bad = tmp_path / "bad.json"
-    bad.write_text('{"frames": [{"buttons": [999]}]}')
+    bad.write_text('{"format": "waypoint-control-track/1", "frames": [{"buttons": [999]}]}')
     assert cli_main(["rollout", str(model), "--controls", str(bad), "--out", str(tmp_path / "y")]) == 2
     assert "999" in capsys.readouterr().err
     assert cli_main(["rollout", str(tmp_path / "nowhere"), "--out", str(tmp_path / "z")]) == 2

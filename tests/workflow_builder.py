@@ -21,7 +21,10 @@ CORE_SOCKETS = {
     "PreviewImage": ([("images", "IMAGE")], []),
     "ImageFromBatch": ([("image", "IMAGE")], [("IMAGE", "IMAGE")]),
     "ImageSharpen": ([("image", "IMAGE")], [("IMAGE", "IMAGE")]),
+    "Note": ([], []),   # frontend-only: a text box for the reader
 }
+NOTE_COLOR = {"color": "#432", "bgcolor": "#653"}
+GROUP_TITLE_H, NODE_TITLE_H, MARGIN = 40, 30, 10
 WIDGETS = {"INT", "FLOAT", "STRING", "BOOLEAN"}
 
 
@@ -39,8 +42,23 @@ def sockets(node_type: str):
 
 
 class Graph:
+    """A UI-format workflow: nodes with positions, links, notes and groups (boxes with a title)."""
+
     def __init__(self, title: str):
-        self.title, self.nodes, self.links = title, [], []
+        self.title, self.nodes, self.links, self.groups = title, [], [], []
+
+    def note(self, node_id: int, pos, text: str, size=(340, 200)):
+        self.add(node_id, "Note", pos, [text], size=size, title="Note")
+        self.nodes[-1].update(NOTE_COLOR)
+
+    def group(self, title: str, *node_ids: int, color="#3f789e"):
+        """A group framing the given nodes (title bars included)."""
+        boxes = [(n["pos"][0], n["pos"][1] - NODE_TITLE_H, n["pos"][0] + n["size"][0], n["pos"][1] + n["size"][1])
+                 for n in self.nodes if n["id"] in node_ids]
+        left, top = min(b[0] for b in boxes) - MARGIN, min(b[1] for b in boxes) - GROUP_TITLE_H
+        right, bottom = max(b[2] for b in boxes) + MARGIN, max(b[3] for b in boxes) + MARGIN
+        self.groups.append({"title": title, "bounding": [left, top, right - left, bottom - top],
+                            "color": color, "font_size": 20})
 
     def add(self, node_id: int, node_type: str, pos, widgets, size=(320, 130), title=None, **inputs):
         """inputs: socket name -> (source node id, output slot)."""
@@ -66,44 +84,63 @@ class Graph:
 
     def to_json(self) -> dict:
         return {"last_node_id": max(n["id"] for n in self.nodes), "last_link_id": len(self.links),
-                "nodes": self.nodes, "links": self.links, "groups": [], "config": {},
+                "nodes": self.nodes, "links": self.links, "groups": self.groups, "config": {},
                 "extra": {"title": self.title}, "version": 0.4}
 
 
 def rollout_60_frames() -> Graph:
-    """Seed image -> 15 latent steps (60 video frames on Waypoint-1.5) of scripted controls -> saved frames."""
+    """Seed image -> 15 latent steps (60 video frames on Waypoint-1.5) of scripted controls -> saved frames.
+    Laid out left to right so no wire runs behind a node."""
     g = Graph("Waypoint: seed image -> 60-frame scripted rollout -> saved frames")
     g.add(1, "WaypointLoad", (40, 60), [MODEL, "auto", "auto", "none", False, ""], size=(340, 200))
     g.add(2, "LoadImage", (40, 320), ["example.png", "image"], size=(340, 320))
+    g.note(9, (40, 700), "A scripted walk: 8 latent steps forward, then 7 turning right = 15 steps.\n\n"
+           "Waypoint-1.5 decodes 4 frames per step: 60 frames at 60 fps (1 s) land in output/waypoint/. "
+           "Without its weights Load Waypoint runs the offline toy world (1 frame per step: 15 frames) "
+           "and says so on the node.\n\nSwap in any seed image; other aspect ratios follow Seed Frame's fit.")
     g.add(3, "WaypointSeedFrame", (420, 60), ["crop"], engine=(1, 0), image=(2, 0))
     g.add(4, "WaypointControllerInput", (420, 260), ["W", 0.0, 0.0, 0, 8, ""], size=(340, 260),
           title="Walk forward (8 latent frames)")
-    g.add(5, "WaypointControllerInput", (420, 560), ["W", 0.2, 0.0, 0, 7, ""], size=(340, 260),
+    g.add(5, "WaypointControllerInput", (800, 260), ["W", 0.2, 0.0, 0, 7, ""], size=(340, 260),
           title="Walk and turn right (7 latent frames)", controls=(4, 0))
-    g.add(6, "WaypointStepWorld", (800, 60), [0, 0, "fixed"], size=(320, 150), world=(3, 0), controls=(5, 0))
-    g.add(7, "WaypointDecodeLatent", (800, 260), [], size=(320, 60), latents=(6, 1))
-    g.add(8, "SaveImage", (1160, 60), ["waypoint/rollout"], size=(420, 420), images=(7, 0))
+    g.add(6, "WaypointStepWorld", (1180, 60), [0, 0, "fixed"], size=(320, 150), world=(3, 0), controls=(5, 0))
+    g.add(7, "WaypointDecodeLatent", (1540, 60), [0], size=(320, 90), latents=(6, 1))
+    g.add(8, "SaveImage", (1900, 60), ["waypoint/rollout"], size=(420, 420), images=(7, 0))
+    g.group("1. Model and seed image", 1, 2, 9)
+    g.group("2. Seed the world, script the controls", 3, 4, 5)
+    g.group("3. Generate, decode, save", 6, 7, 8)
     return g
 
 
 def img2img_loop() -> Graph:
-    """Rollout -> its last frame through an ordinary image node -> injected back -> rollout again."""
+    """Rollout -> its last frame through an ordinary image node -> injected back -> rollout again.
+    The world line runs along one row; the image branch sits below it, so wires stay in the open."""
     g = Graph("Waypoint: rollout -> last frame through an image node -> injected back (img2img loop)")
     g.add(1, "WaypointLoad", (40, 60), [MODEL, "auto", "auto", "none", False, ""], size=(340, 200))
     g.add(2, "LoadImage", (40, 320), ["example.png", "image"], size=(340, 320))
-    g.add(3, "WaypointSeedFrame", (420, 60), ["crop"], engine=(1, 0), image=(2, 0))
-    g.add(4, "WaypointControllerInput", (420, 260), ["W", 0.1, 0.0, 0, 6, ""], size=(340, 260))
-    g.add(5, "WaypointStepWorld", (800, 60), [6, 1, "fixed"], size=(320, 150), world=(3, 0), controls=(4, 0))
-    g.add(6, "WaypointDecodeLatent", (800, 260), [], size=(320, 60), latents=(5, 1))
-    g.add(7, "ImageFromBatch", (800, 360), [4095, 1], size=(320, 110), title="Last frame", image=(6, 0))
-    g.add(8, "ImageSharpen", (800, 510), [1, 1.0, 0.5], size=(320, 130), title="Any image node (img2img)",
-          image=(7, 0))
-    g.add(9, "WaypointSeedFrame", (1160, 60), ["crop"], size=(320, 130), title="Inject back into the world",
-          engine=(1, 0), image=(8, 0), world=(5, 0))
-    g.add(10, "WaypointStepWorld", (1160, 230), [6, 2, "fixed"], size=(320, 150), world=(9, 0), controls=(4, 0))
-    g.add(11, "WaypointDecodeLatent", (1160, 420), [], size=(320, 60), latents=(10, 1))
-    g.add(12, "PreviewImage", (1520, 60), [], size=(380, 380), title="Before injection", images=(6, 0))
-    g.add(13, "SaveImage", (1520, 480), ["waypoint/img2img_loop"], size=(380, 380), images=(11, 0))
+    g.note(14, (40, 700), "1. Roll the world out 6 latent steps.\n2. Decode Latent with last_frames = 1 gives "
+           "just its last frame; any image node edits it (here: sharpen).\n3. Seed Frame with a world input "
+           "injects the edited frame into that world (the input world itself is unchanged).\n4. Roll on 6 more "
+           "steps and save them: 24 frames on Waypoint-1.5 (4 per step), 6 on the offline toy world.")
+    g.add(3, "WaypointSeedFrame", (420, 320), ["crop"], engine=(1, 0), image=(2, 0))
+    g.add(4, "WaypointControllerInput", (420, 520), ["W", 0.1, 0.0, 0, 6, ""], size=(340, 260),
+          title="Walk, turning slightly")
+    g.add(5, "WaypointStepWorld", (800, 320), [6, 1, "fixed"], size=(320, 150), world=(3, 0), controls=(4, 0))
+    g.add(6, "WaypointDecodeLatent", (1160, 560), [1], size=(320, 90), title="Decode the last frame",
+          latents=(5, 1))
+    g.add(7, "ImageSharpen", (1520, 560), [1, 1.0, 0.5], size=(320, 130), title="Any image node (img2img)",
+          image=(6, 0))
+    g.add(8, "WaypointSeedFrame", (1900, 320), ["crop"], size=(320, 130), title="Inject back into the world",
+          engine=(1, 0), image=(7, 0), world=(5, 0))
+    g.add(9, "WaypointControllerInput", (1900, 520), ["W", 0.1, 0.0, 0, 6, ""], size=(340, 260),
+          title="Keep walking")
+    g.add(10, "WaypointStepWorld", (2280, 320), [6, 2, "fixed"], size=(320, 150), world=(8, 0), controls=(9, 0))
+    g.add(11, "WaypointDecodeLatent", (2640, 320), [0], size=(320, 90), latents=(10, 1))
+    g.add(12, "SaveImage", (3000, 320), ["waypoint/img2img_loop"], size=(380, 380), images=(11, 0))
+    g.group("Model and seed image", 1, 2, 14)
+    g.group("1. First rollout", 3, 4, 5)
+    g.group("2. Last frame through an image node", 6, 7, color="#8a6d3b")
+    g.group("3. Inject it back and roll on", 8, 9, 10, 11, 12)
     return g
 
 

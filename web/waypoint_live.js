@@ -25,6 +25,10 @@ for (const type of ["keydown", "keyup", "keypress"]) window.addEventListener(typ
 
 // For tests and curious users: live widgets by node id.
 window.__waypointLive = window.__waypointLive || { widgets: {} };
+// What a widget showed, by node id, for the widget of the same node made again when the graph is
+// reloaded in place (undo/redo reload the whole graph: every node is removed and re-created).
+const remembered = new Map();
+const FORGET_AFTER_MS = 1500;   // a removed node not back by then is really gone: free its server world
 
 function el(tag, props = {}, children = []) {
   const node = Object.assign(document.createElement(tag), props);
@@ -63,6 +67,7 @@ class LiveWidget {
     this.conn = null;
     this.status = {};
     this.message = "";
+    this.queued = null;             // {recorded_frames, seed, atQueue} of the last queue's output track
     this.stats = { received: 0, drawn: 0, lastHeader: null, latency: new Window(200), controls: new Rate(),
                    drawnRate: new Rate(), receivedRate: new Rate() };
     this.drawChain = Promise.resolve();
@@ -85,7 +90,7 @@ class LiveWidget {
     this.settingsPanel = this.buildSettings();
     const bar = el("div", { className: "bar" }, [
       this.playButton,
-      button("Reset", "Back to the seed world (clears the recording)", () => this.command({ type: "reset" })),
+      button("Reset", "Back to the seed world (clears the recording)", () => this.reset()),
       button("Snapshot", "Save the live world to output/waypoint/live_*.safetensors", () => this.command({ type: "snapshot" })),
       this.recordButton,
       button("Track", "Download the recorded control track (JSON)", () => this.downloadTrack()),
@@ -136,7 +141,7 @@ class LiveWidget {
       onEvent: (event) => this.onEvent(event),
       onClose: (reason) => this.onClose(reason),
     });
-    window.__waypointLive.widgets[this.node.id] = this;
+    this.bind(this.node.id);
     try { await this.conn.connect(); } catch (err) { this.message = String(err.message || err); return false; }
     const rect = this.canvas.getBoundingClientRect();
     const scale = window.devicePixelRatio || 1;
@@ -158,6 +163,18 @@ class LiveWidget {
 
   pause() { this.command({ type: "pause" }); }
 
+  reset() {
+    this.command({ type: "reset" });
+    this.status = { ...this.status, recorded_frames: 0 };   // the server's status confirms it
+  }
+
+  // Restore what the widget of this node id showed before the graph was reloaded (undo), and register.
+  bind(nodeId) {
+    window.__waypointLive.widgets[nodeId] = this;
+    const before = remembered.get(String(nodeId));
+    if (before) Object.assign(this, { message: before.message, queued: before.queued, status: before.status });
+  }
+
   toggleRecord() { this.command({ type: "record", on: !this.status.recording }); }
 
   async downloadTrack() {
@@ -171,6 +188,7 @@ class LiveWidget {
 
   onEvent(event) {
     if (event.type === "status") {
+      if (this.queued && this.queued.atQueue === undefined) this.queued.atQueue = event.recorded_frames;
       this.status = event;
       this.playButton.textContent = event.playing ? "Pause" : "Play";
       this.recordButton.classList.toggle("on", !!event.recording);
@@ -344,10 +362,20 @@ class LiveWidget {
         `${captured === this ? "[captured: Esc releases]" : ""}`,
     ];
     this.hud.textContent = lines.join("\n");
+    if (this.queued) this.hud.append(el("div", { className: "info", textContent: this.queuedLine() }));
     if (this.message) {
-      const isInfo = /^(queued|snapshot|clip):/.test(this.message);
+      const isInfo = /^(snapshot|clip):/.test(this.message);
       this.hud.append(el("div", { className: isInfo ? "info" : "error", textContent: this.message }));
     }
+  }
+
+  // What the last queue output, and whether the recording changed since (Reset, more play).
+  queuedLine() {
+    const { recorded_frames: queuedFrames, seed, atQueue } = this.queued;
+    const now = this.status.recorded_frames;
+    const line = `queued: output track of ${queuedFrames} frame(s), seed ${seed}`;
+    if (now === undefined || now === atQueue) return line;
+    return `${line}; recording now ${now} frame(s): queue again to output it`;
   }
 
   destroy() {
@@ -355,9 +383,15 @@ class LiveWidget {
     this.release();
     this.timers.forEach(clearInterval);
     if (this.conn) this.conn.close();
-    delete window.__waypointLive.widgets[this.node.id];
-    // The node is gone: the server closes its session and forgets its world.
-    api.fetchApi(`/waypoint/live/${encodeURIComponent(this.node.id)}`, { method: "DELETE" }).catch(() => {});
+    const id = this.node.id;
+    if (window.__waypointLive.widgets[id] === this) delete window.__waypointLive.widgets[id];
+    remembered.set(String(id), { message: this.message, queued: this.queued, status: this.status });
+    // Free the server's world only if the node is really gone, not re-created by a graph reload.
+    setTimeout(() => {
+      if (app.graph?.getNodeById(id)?.type === NODE_TYPE) return;
+      remembered.delete(String(id));
+      api.fetchApi(`/waypoint/live/${encodeURIComponent(id)}`, { method: "DELETE" }).catch(() => {});
+    }, FORGET_AFTER_MS);
   }
 }
 
@@ -385,6 +419,12 @@ app.registerExtension({
       this.setSize([Math.max(this.size[0], 520), Math.max(this.size[1], 480)]);
       return result;
     };
+    const onConfigure = nodeType.prototype.onConfigure;
+    nodeType.prototype.onConfigure = function () {
+      const result = onConfigure?.apply(this, arguments);
+      this.waypointLive?.bind(this.id);   // the id is known from here on (loaded or re-created node)
+      return result;
+    };
     const onRemoved = nodeType.prototype.onRemoved;
     nodeType.prototype.onRemoved = function () {
       this.waypointLive?.destroy();
@@ -394,7 +434,8 @@ app.registerExtension({
     nodeType.prototype.onExecuted = function (output) {
       const info = output?.waypoint_live?.[0];
       if (info && this.waypointLive) {
-        this.waypointLive.message = `queued: output track of ${info.recorded_frames} frame(s), seed ${info.seed}`;
+        const atQueue = this.waypointLive.status.recorded_frames;   // undefined before the first connect
+        this.waypointLive.queued = { recorded_frames: info.recorded_frames, seed: info.seed, atQueue };
         this.waypointLive.hint.textContent = this.waypointLive.status.playing ? "" : "Click here and press Play";
       }
       return onExecuted?.apply(this, arguments);

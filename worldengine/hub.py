@@ -72,19 +72,39 @@ def _check_folder(folder: Path):
                             f"{list(MODEL_FILES)} (plus its autoencoder files)")
 
 
-def resolve_model(source: str | None, models_dir: Path, log=print) -> tuple[Path, str]:
-    """(folder, note). `None`/"default": the real default model, else the toy world, else a tiny random model."""
+# What a model folder must hold, as said to a user whose copy is missing (the README's model table).
+_TAEHV_FILES = "config.yaml, model.safetensors and taehv1_5.safetensors (from Overworld-Models/taehv1_5)"
+NEEDED_FILES = {
+    "Overworld/Waypoint-1.5-1B-360P": _TAEHV_FILES,
+    "Overworld/Waypoint-1.5-1B": _TAEHV_FILES,
+    "Overworld/Waypoint-1-Small": "config.yaml, model.safetensors, encoder.safetensors, decoder.safetensors, "
+                                  "encoder_conf.yml and decoder_conf.yml",
+}
+
+
+def missing_model_note(repo_id: str, models_dir: str | Path, instead: str) -> str:
+    """One line for a user whose model is missing: where its files go, which files, what runs instead."""
+    needs = NEEDED_FILES.get(repo_id, "config.yaml, model.safetensors and its autoencoder files")
+    return (f"{repo_id} is not installed (and could not be downloaded), so this runs {instead}; for the real "
+            f"model put {needs} in {local_folder_for(repo_id, models_dir)}")
+
+
+def resolve_model(source: str | None, models_dir: Path) -> tuple[Path, str]:
+    """(folder, note). `None`/"default": the real default model, else the toy world, else a tiny random
+    model; the note (one line, "" for the real model) says which ran instead and how to get the real one."""
     if source not in (None, "default"):
         return resolve_model_folder(source, models_dir), ""
     try:
         return resolve_model_folder(DEFAULT_MODEL, models_dir), ""
-    except WaypointError as err:
-        log(f"[worldengine] default model unavailable: {err}")
+    except WaypointError:
+        pass   # offline or not installed: the note below says what to put where
     if (TOY_MODEL_DIR / "model.safetensors").is_file():
-        return TOY_MODEL_DIR, "using the shipped offline toy world (models/toyworld)"
+        return TOY_MODEL_DIR, missing_model_note(DEFAULT_MODEL, models_dir,
+                                                 f"the shipped offline toy world ({TOY_MODEL_DIR})")
     from worldengine.synthetic import write_tiny_checkpoint
 
     folder = models_dir / "tiny-random"
     if not (folder / "model.safetensors").is_file():
         write_tiny_checkpoint(folder)
-    return folder, "using a tiny RANDOM model: frames are noise, not a world"
+    return folder, missing_model_note(DEFAULT_MODEL, models_dir,
+                                      "a tiny RANDOM model (its frames are noise, not a world)")

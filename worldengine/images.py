@@ -131,9 +131,19 @@ def fit_frames(frames: torch.Tensor, size: tuple[int, int], mode: FitMode | str 
         return resize_frames(_centre_crop(frames, aspect), size)
     if mode is FitMode.PAD:
         return resize_frames(_letterbox(frames, aspect), size)
-    raise WaypointError(f"input frames are {w}x{h} (aspect {w / h:.3f}) but the model takes "
-                        f"{aspect:.3f} content at {size[1]}x{size[0]}; choose a fit mode: "
-                        "'stretch' (distort), 'crop' (centre crop) or 'pad' (black bars)")
+    raise WaypointError(f"the image is {w}x{h} ({_ratio(w / h)}) but the model takes {_ratio(aspect)} at "
+                        f"{size[1]}x{size[0]}; choose a fit mode: crop (centre crop), stretch (distort) or pad (black bars)")
+
+
+_NAMED_RATIOS = {"16:9": 16 / 9, "4:3": 4 / 3, "3:2": 3 / 2, "1:1": 1.0, "9:16": 9 / 16, "3:4": 3 / 4}
+
+
+def _ratio(aspect: float) -> str:
+    """An aspect (w / h) as people write it: "16:9" for the usual ones, else "2.00:1"."""
+    for name, value in _NAMED_RATIOS.items():
+        if abs(aspect - value) <= _ASPECT_TOLERANCE * value:
+            return name
+    return f"{aspect:.2f}:1"
 
 
 def display_size(pixel_size: tuple[int, int]) -> tuple[int, int]:

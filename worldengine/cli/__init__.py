@@ -11,8 +11,16 @@ from worldengine.prompt_encoder import DEFAULT_ENCODER_URI
 
 
 def _common(parser: argparse.ArgumentParser):
-    parser.add_argument("--dtype", default="float32", choices=DType.values(), help="default: %(default)s")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument("--dtype", default="float32", choices=DType.values(),
+                        help="compute dtype; bfloat16 is faster on GPUs (default: %(default)s)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: %(default)s)")
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
 
 
 def cmd_replay(args) -> int:
@@ -33,10 +41,11 @@ def cmd_replay(args) -> int:
 def cmd_rollout(args) -> int:
     from worldengine.controls import ControlTrack
     from worldengine.engine import load_engine
-    from worldengine.cli.rollout import default_track, print_progress, rollout_frames, seed_frames_from_file
+    from worldengine.cli.rollout import default_track, seed_frames_from_file
     from worldengine.hub import resolve_model
-    from worldengine.video import write_frames
+    from worldengine.video import check_output
 
+    check_output(args.out)   # a bad extension or a missing PyAV fails now, not after the rollout
     models_dir = Path(args.models_dir)
     folder, note = resolve_model(args.checkpoint, models_dir)
     if note:
@@ -59,9 +68,23 @@ def cmd_rollout(args) -> int:
         from worldengine.prompt_encoder import PromptEncoder
         encoder = PromptEncoder.from_pretrained(args.prompt_encoder, models_dir=models_dir, device=engine.device)
         prompt = encoder.encode(args.prompt)[0]
-    frames = rollout_frames(engine, seed, track, fit=args.fit, prompt_emb=prompt, progress=print_progress)
-    written = write_frames(frames, args.out, fps=args.fps)
-    print(f"[worldengine] wrote {frames.shape[0]} frames ({len(track)} latent steps) to {written}")
+    return _write_rollout(engine, seed, track, prompt, args)
+
+
+def _write_rollout(engine, seed, track, prompt, args) -> int:
+    """Stream the rollout's frames into the output as they are decoded, with a progress bar."""
+    from worldengine.cli.rollout import ProgressBar, playback_fps, rollout_chunks
+    from worldengine.video import open_writer
+
+    fps = args.fps or playback_fps(engine)
+    writer, progress = open_writer(args.out, fps), ProgressBar(len(track))
+    try:
+        for chunk in rollout_chunks(engine, seed, track, fit=args.fit, prompt_emb=prompt, progress=progress):
+            writer.write(chunk)
+    finally:
+        progress.close()
+        writer.close()
+    print(f"[worldengine] wrote {writer.count} frames ({len(track)} latent steps, {fps:g} fps) to {writer.path}")
     return 0
 
 
@@ -79,23 +102,44 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("inputs")
     replay.add_argument("--out", required=True)
     _common(replay)
-    rollout = sub.add_parser("rollout", help="seed image + control track -> video or PNG frames")
+    rollout = sub.add_parser(
+        "rollout", help="seed image + control track -> video or PNG frames",
+        description="Seed a world from an image, step it along a control track, write the decoded frames.",
+        epilog="Without --controls the rollout walks forward (W) for the first half of --frames, then keeps "
+               "walking while turning left. Without --seed-image it starts from the model folder's seed.png "
+               "when there is one (the toy world ships one), else from a synthetic horizon.")
     rollout.add_argument("checkpoint", nargs="?", default="default",
-                         help="model folder or Hugging Face repo id (default: Waypoint-1.5 360P, else offline fallback)")
-    rollout.add_argument("--seed-image", default=None)
-    rollout.add_argument("--controls", default=None, help="control track JSON (waypoint-control-track/1)")
-    rollout.add_argument("--frames", type=int, default=None, help="latent steps (default: whole track, or 16)")
-    rollout.add_argument("--out", required=True, help="OUT.mp4 / .gif / .webp, or a folder for PNGs")
+                         help="model folder or Hugging Face repo id; 'default' = Overworld/Waypoint-1.5-1B-360P, "
+                              "else the offline toy world, else a tiny random model")
+    rollout.add_argument("--seed-image", default=None,
+                         help="start image (any size; see --fit); default: the model folder's seed.png, "
+                              "else a synthetic horizon")
+    rollout.add_argument("--controls", default=None, help="control track JSON (waypoint-control-track/1); "
+                                                          "default: walk forward, then turn left")
+    rollout.add_argument("--frames", type=int, default=None,
+                         help="latent steps (each gives the model's frames per latent: 4 on Waypoint-1.5, 1 on "
+                              "the toy world and Waypoint-1); default: the whole track, or 16")
+    rollout.add_argument("--out", required=True,
+                         help="OUT.gif / OUT.webp, OUT.mp4 (needs the [video] extra: PyAV), "
+                              "or a folder name for PNG frames")
     rollout.add_argument("--fit", default="crop", choices=FitMode.values(),
-                         help="how a seed image of another aspect ratio is fitted")
-    rollout.add_argument("--seed", type=int, default=0, help="noise seed when no control track is given")
-    rollout.add_argument("--prompt", default=None, help="Waypoint-1 text prompt (default: the model's default prompt)")
+                         help="how a seed image of another aspect ratio is fitted (default: %(default)s)")
+    rollout.add_argument("--seed", type=int, default=0,
+                         help="noise seed when no control track is given (default: %(default)s)")
+    rollout.add_argument("--prompt", default=None,
+                         help="Waypoint-1 text prompt (needs the [text] extra); default: the model's default prompt")
     rollout.add_argument("--prompt-encoder", default=DEFAULT_ENCODER_URI,
                          help="Waypoint-1: UMT5 encoder folder or Hugging Face repo id (default: %(default)s)")
-    rollout.add_argument("--fps", type=float, default=30.0)
-    rollout.add_argument("--models-dir", default=str(Path.home() / ".cache" / "waypoint-models"))
-    rollout.add_argument("--quant", default=None, choices=Quant.values(), help=" ".join(Quant.__doc__.split()))
-    rollout.add_argument("--compile", action="store_true")
+    rollout.add_argument("--fps", type=_positive_float, default=None,
+                         help="playback frame rate of the output; default: the model's own "
+                              "(inference_fps: 60 on Waypoint-1.5, 15 on the toy world)")
+    rollout.add_argument("--models-dir", default=str(Path.home() / ".cache" / "waypoint-models"),
+                         help="where Hugging Face repo ids are downloaded to, as <owner>--<name>/ "
+                              "(default: %(default)s)")
+    rollout.add_argument("--quant", default=Quant.NONE.value, choices=Quant.values(),
+                         help=" ".join(Quant.__doc__.split()) + " (default: %(default)s)")
+    rollout.add_argument("--compile", action="store_true",
+                         help="torch.compile the model: a slow first step, faster after")
     _common(rollout)
     sub.add_parser("bench", help="benchmark (see `bench --help`)", add_help=False)
     sub.add_parser("bench-kernels", help="linear kernels side by side, ours vs torchao (see `bench-kernels --help`)",

@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
 from worldengine.controls import Controls, ControlTrack
 from worldengine.errors import WaypointError
+
 
 def default_track(frames: int, seed: int = 0) -> ControlTrack:
     """Walk forward for the first half, then keep walking while turning left."""
@@ -35,9 +37,11 @@ def seed_frames_from_file(path: str | Path | None, pixel_size: tuple[int, int]) 
     return torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)[None].float() / 255
 
 
-def rollout_frames(engine, seed: torch.Tensor, track: ControlTrack, fit: str = "error",
-                   prompt_emb: torch.Tensor | None = None, progress=None) -> torch.Tensor:
-    """Seed a fresh world, step it along `track`, decode: uint8 frames [T, H, W, 3] (seed frames first)."""
+def rollout_chunks(engine, seed: torch.Tensor, track: ControlTrack, fit: str = "error",
+                   prompt_emb: torch.Tensor | None = None, progress=None) -> Iterator[torch.Tensor]:
+    """Seed a fresh world, step it along `track`, and yield each decoded chunk as soon as it exists:
+    uint8 frames [t, H, W, 3] (the seed latent's frames first, then `frames_per_latent` per step), so
+    a caller can write them out without holding the whole rollout. `progress(done, total)` after each step."""
     from worldengine.images import to_uint8
 
     session = engine.new_session()
@@ -50,15 +54,40 @@ def rollout_frames(engine, seed: torch.Tensor, track: ControlTrack, fit: str = "
     seed_latents = codec.encode(ae.seed_frames(seed), fit)
     session.append_latents(seed_latents)
     generator = torch.Generator().manual_seed(track.seed)
-    chunks = [codec.decode(seed_latents)]
+    yield to_uint8(codec.decode(seed_latents))
     for index, controls in enumerate(track.frames):
-        chunks.append(codec.decode(session.step(controls, generator=generator)))
+        yield to_uint8(codec.decode(session.step(controls, generator=generator)))
         if progress:
             progress(index + 1, len(track))
-    return to_uint8(torch.cat(chunks))
 
 
-def print_progress(done: int, total: int):
-    sys.stderr.write(f"\r[worldengine] frame {done}/{total}")
-    if done == total:
-        sys.stderr.write("\n")
+def rollout_frames(engine, seed: torch.Tensor, track: ControlTrack, fit: str = "error",
+                   prompt_emb: torch.Tensor | None = None, progress=None) -> torch.Tensor:
+    """The whole rollout of `rollout_chunks` at once: uint8 frames [T, H, W, 3] (seed frames first)."""
+    return torch.cat(list(rollout_chunks(engine, seed, track, fit, prompt_emb, progress)))
+
+
+def playback_fps(engine) -> float:
+    """Video frames per second the model was trained at: its latent rate (inference_fps /
+    temporal_compression, e.g. 60 / 4 = 15 on Waypoint-1.5) times the frames each latent decodes to."""
+    config = engine.config
+    return config.inference_fps / config.temporal_compression * engine.require_autoencoder().frames_per_latent
+
+
+class ProgressBar:
+    """A tqdm bar over the latent steps on stderr, shown from the first finished step (so an error
+    before that prints alone); call it as `progress(done, total)`, `close()` when done or failed."""
+
+    def __init__(self, total: int, desc: str = "[worldengine] rollout"):
+        self.total, self.desc, self._bar = total, desc, None
+
+    def __call__(self, done: int, total: int):
+        if self._bar is None:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, desc=self.desc, unit="step", file=sys.stderr, dynamic_ncols=True)
+        self._bar.update(done - self._bar.n)
+
+    def close(self):
+        if self._bar is not None:
+            self._bar.close()
