@@ -137,6 +137,7 @@ class WorldSession:
         self.last_latent = x.float().cpu()
         return self.last_latent
 
+    @torch.inference_mode()   # the buffers may be inference tensors (a session made inside a node)
     def reset(self):
         """Back to an empty world at frame 0 (the prompt is kept)."""
         self.cache.reset()
@@ -152,6 +153,7 @@ class WorldSession:
             tensors["last_latent"] = self.last_latent.clone()
         return WorldSnapshot(self.engine.fingerprint, self.frame_index, tensors)
 
+    @torch.inference_mode()
     def restore(self, snapshot: WorldSnapshot, check_values: bool = False):
         """Load `snapshot` into this session; everything is checked first, so a refused snapshot leaves
         the session as it was (`check_values`: also that every float is finite, for snapshots from files)."""
