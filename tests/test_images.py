@@ -52,7 +52,7 @@ def test_fit_same_size_and_16_9_resize():
 
 def test_non_16_9_needs_a_policy():
     square = torch.rand(1, 3, 300, 300)
-    with pytest.raises(WaypointError, match=r"300x300.*stretch.*crop.*pad"):
+    with pytest.raises(WaypointError, match=r"300x300.*crop.*stretch.*pad"):
         fit_frames(square, (360, 640))
     with pytest.raises(WaypointError, match="unknown fit mode 'zoom'"):
         fit_frames(square, (360, 640), "zoom")
