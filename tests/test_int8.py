@@ -1,13 +1,15 @@
 """INT8 linears: accuracy vs float, replacement rules, compile without graph breaks or recompiles."""
+import time
+
 import pytest
 import torch
 from oracles import quantized_rollout_errors
 from torch import nn
 
-from worldengine.quant import onednn
+from worldengine.quant import onednn, select
 from worldengine.errors import WaypointError
-from worldengine.quant.int8 import (Int8Linear, Int8WeightOnlyLinear, quantize_linears, quantize_per_token,
-                              quantize_weight)
+from worldengine.quant.int8 import (Int8Linear, Int8WeightOnlyLinear, measured_kernel, quantize_linears,
+                                    quantize_per_token, quantize_weight)
 
 # Relative Frobenius error of one layer vs the fp32 Linear on Gaussian weights and inputs, measured
 # over K in {64, 512, 2048}: W8A8 0.7–0.95 %, weight-only 0.38–0.55 % (bf16 activations included).
@@ -77,23 +79,63 @@ def test_small_row_count_and_exact_integer_path():
 @pytest.mark.skipif(not onednn.available(), reason="this torch build has no oneDNN int8 linear")
 @pytest.mark.parametrize("rows,rows_hint", [(1, None), (128, 128), (5, 128)])
 def test_prepacked_cpu_weights_give_the_int_mm_result(rows, rows_hint):
-    # On CPU the weight is packed once for oneDNN at load (for rows_hint rows, but any row count
+    # On CPU the weight can be packed once for oneDNN at load (for rows_hint rows, but any row count
     # works) and kept only in packed form; an unpacked layer on plain `_int_mm` is the reference.
+    # (Whether oneDNN is used by default is measured: see test_slow_kernels_are_refused.)
     torch.manual_seed(rows)
     linear = nn.Linear(512, 256, bias=True)
-    layer = Int8Linear.from_linear(linear, rows_hint)
+    layer = Int8Linear.from_linear(linear, rows_hint, kernel="onednn")
     assert layer.weight_packed is not None and layer.weight_packed.is_mkldnn and layer.weight_q is None
     plain = Int8Linear(512, 256, has_bias=True)          # never prepared: stays on `_int_mm`
     plain.load_state_dict(layer.state_dict())             # the state dict gives back the int8 values
     assert plain.weight_packed is None and torch.equal(plain.weight_q, quantize_weight(linear.weight)[0])
     x = torch.randn(rows, 512)
     assert torch.allclose(layer(x), plain(x), rtol=1e-6, atol=1e-6), (layer(x) - plain(x)).abs().max()
-    repacked = Int8Linear.from_linear(nn.Linear(512, 256), rows_hint)
+    repacked = Int8Linear.from_linear(nn.Linear(512, 256), rows_hint, kernel="onednn")
     repacked.load_state_dict(layer.state_dict())          # loading into a packed layer repacks
     assert torch.equal(repacked(x), layer(x))
     wrong = {**layer.state_dict(), "weight_q": torch.zeros(8, 512, dtype=torch.int8)}
     with pytest.raises(WaypointError, match=r"weight_q has shape \(8, 512\), expected \(256, 512\)"):
         repacked.load_state_dict(wrong)
+
+
+def _slowed(monkeypatch, owner, name, seconds=0.05):
+    real = getattr(owner, name)
+
+    def slow(*args, **kwargs):
+        time.sleep(seconds)
+        return real(*args, **kwargs)
+    monkeypatch.setattr(owner, name, slow)
+
+
+def test_slow_kernels_are_refused(monkeypatch):
+    # A kernel is used only when it measured fastest: a oneDNN op that takes 50 ms per call (as its
+    # reference kernel does at real sizes) is never packed for, and where both int8 kernels are
+    # slow, `only_if_faster` keeps the float layer. Sleeps of 50 ms against sub-ms products.
+    select.forget()
+    monkeypatch.setattr(onednn, "available", lambda: True)
+    _slowed(monkeypatch, onednn, "int8_mm_packed")
+    assert not select.onednn_is_real_kernel()
+    layer = Int8Linear.from_linear(nn.Linear(128, 256))
+    assert layer.weight_packed is None and layer.weight_q is not None
+    assert set(select.verdicts()["linear x 128 x 128 x 256 x float32"]["times_ms"]) == {"float", "int_mm"}
+    _slowed(monkeypatch, torch, "_int_mm")
+    select.forget()
+    model = nn.Sequential(nn.Linear(128, 256), nn.Linear(256, 128))
+    assert quantize_linears(model, rows_hint=64, only_if_faster=True) == []
+    assert all(type(m) is nn.Linear for m in model)
+    assert measured_kernel(128, 256, 64, torch.float32) == "float"
+    select.forget()
+
+
+def test_fast_int8_kernel_is_used_where_it_wins(monkeypatch):
+    # The other way round: a float matmul slowed to 50 ms loses, so the layer becomes int8.
+    select.forget()
+    _slowed(monkeypatch, torch.nn.functional, "linear")
+    model = nn.Sequential(nn.Linear(128, 256))
+    assert quantize_linears(model, rows_hint=64, only_if_faster=True) == ["0"]
+    assert isinstance(model[0], Int8Linear)
+    select.forget()
 
 
 def test_bad_feature_sizes_raise():

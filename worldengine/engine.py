@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import weakref
 from pathlib import Path
 
@@ -18,9 +19,11 @@ from worldengine.checkpoint import check_canonical, read_safetensors, remap_publ
 from worldengine.config import WaypointConfig, load_config
 from worldengine.hub import resolve_model_folder
 from worldengine.model import WaypointDiT
-from worldengine.options import Quant, parse_quant, torch_device, torch_dtype
+from worldengine.options import Compile, Quant, parse_compile, parse_quant, torch_device, torch_dtype
 from worldengine.rope import RopeTables
 from worldengine.session import WorldSession
+
+LOG = logging.getLogger("worldengine")
 
 class WorldEngine:
     """Loaded weights plus everything precomputed from them; create worlds with `new_session`."""
@@ -45,13 +48,6 @@ class WorldEngine:
         self._sessions.add(session)
         return session
 
-    def step_many(self, requests) -> list[torch.Tensor]:
-        """One frame for each (session, controls, generator) of this engine, batched into one forward per
-        pass: the latents [C, H, W] float32 CPU that `session.step(controls, generator=generator)` would
-        give, in request order (`worldengine.batch`)."""
-        from worldengine.batch import step_many
-        return step_many(self, requests)
-
     def memory_estimate(self) -> dict[str, int]:
         """Bytes held on the engine's device: weights, autoencoder, live sessions' KV, forward workspace
         and their total (`worldengine.memory.engine_memory`)."""
@@ -64,6 +60,20 @@ class WorldEngine:
         from worldengine.memory import move_engine
         move_engine(self, device)
         return self
+
+    def step_many(self, requests) -> list[torch.Tensor]:
+        """One frame for each (session, controls, generator) of this engine, batched into one forward per
+        pass: the latents [C, H, W] float32 CPU that `session.step(controls, generator=generator)` would
+        give, in request order (`worldengine.batch`)."""
+        from worldengine.batch import step_many
+        return step_many(self, requests)
+
+    @property
+    def compile_status(self) -> str:
+        """Which forward runs: "eager", "eager, compiling…", "compiled", "eager (compile failed: …)"."""
+        if self.forward == self.model.forward:   # bound methods compare equal, never identical
+            return "eager"
+        return getattr(self.forward, "status", "compiled")
 
     @property
     def autoencoder(self):
@@ -105,8 +115,8 @@ def build_model(config: WaypointConfig, state: dict, device, dtype: torch.dtype)
 
 
 def load_engine(source: str | Path, models_dir: str | Path | None = None, device: str = "cpu",
-                dtype: str | torch.dtype = torch.float32, quant: str | None = None,
-                compile: bool = False) -> WorldEngine:
+                dtype: str | torch.dtype = torch.float32, quant: str | None = "auto",
+                compile: str | bool = "auto") -> WorldEngine:
     """Load a Waypoint model from a folder (config.yaml + model.safetensors) or a Hugging Face repo id."""
     device = torch_device(device)
     dtype = torch_dtype(dtype, device)
@@ -125,21 +135,44 @@ def load_engine(source: str | Path, models_dir: str | Path | None = None, device
     return engine
 
 
-def apply_speed_options(engine: WorldEngine, quant: str | None, compile: bool):
-    """Load-time speed options: INT8 linears and/or a compiled forward. Eager is the default."""
-    quant = parse_quant(quant)
+def apply_speed_options(engine: WorldEngine, quant: str | None = "auto", compile: str | bool = "auto",
+                        background: bool = True):
+    """Load-time speed options: INT8 linears and/or a compiled forward (docs/compile.md).
+
+    auto (the default of both): on CUDA int8 + compile with CUDA graphs; on CPU int8 only for the layers
+    measured faster than float here (`worldengine.quant.select`), compile only when that made some layer
+    int8, and the compiled step used only once it measured faster than eager. Explicit choices win.
+    background: compile in a worker thread while frames run eager (`BackgroundForward`); False compiles
+    on the first call (the steady-state benchmarks). `engine.options` records what was applied.
+    """
+    quant, compile = parse_quant(quant), parse_compile(compile)
+    cuda = torch.device(engine.device).type == "cuda"
+    auto_quant = quant is Quant.AUTO
+    quant = Quant.INT8 if auto_quant else quant
     if quant is Quant.FP8:
         from worldengine.quant.fp8 import require_fp8_device
         require_fp8_device(engine.device)
+    layers = []
     if quant is not Quant.NONE:
         from worldengine.quant.int8 import DEFAULT_SKIP, quantize_linears
         # The noise MLP and modulation projections only ran at load (their outputs are cached per sigma).
-        quantize_linears(engine.model, skip=DEFAULT_SKIP + ("denoise_step_emb", "cond_proj"), mode=quant.value,
-                         rows_hint=engine.config.tokens_per_frame)
-    if compile:
+        layers = quantize_linears(engine.model, skip=DEFAULT_SKIP + ("denoise_step_emb", "cond_proj"),
+                                  mode=quant.value, rows_hint=engine.config.tokens_per_frame,
+                                  only_if_faster=auto_quant and not cuda)
+    quant_text = "none (auto: int8 slower here)" if auto_quant and not layers else quant.value
+    # CPU: compile pays off only with int8 layers (inductor fuses their quantize and epilogue work), and
+    # costs a core for a minute; so auto compiles where the auto measurement chose int8.
+    compiled = compile is Compile.ON or (compile is Compile.AUTO and (cuda or (auto_quant and bool(layers))))
+    if compiled and background:
+        from worldengine.compile import BackgroundForward, CompileCache
+        engine.forward = BackgroundForward(engine, require_faster=compile is Compile.AUTO and not cuda,
+                                           cache=CompileCache.for_engine(engine, quant_text, cuda))
+    elif compiled:
         from worldengine.compile import compile_forward
         engine.forward = compile_forward(engine)
-    engine.options = {"quant": quant.value, "compile": bool(compile)}
+    engine.options = {"quant": quant_text, "compile": compiled, "int8_layers": len(layers) if quant is Quant.INT8 else 0}
+    LOG.info("[worldengine] speed options: quant=%s compile=%s (asked: quant=%s compile=%s)", quant_text,
+             engine.compile_status, "auto" if auto_quant else quant.value, compile.value)
 
 
 def model_fingerprint(config: WaypointConfig, model: WaypointDiT) -> str:

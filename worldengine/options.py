@@ -40,9 +40,11 @@ def torch_dtype(dtype, device="cpu"):
 
 
 class Quant(_Options):
-    """Linear-layer quantization. int8: W8A8 (int8 weights and per-token int8 activations); int8wo: int8
-    weights only; fp8: e4m3 W8A8 (CUDA, compute capability 8.9+)."""
+    """Linear-layer quantization. auto: int8 on CUDA; on CPU int8 only for the layers where it measured
+    faster than float on this machine (else none); int8: W8A8 (int8 weights and per-token int8
+    activations); int8wo: int8 weights only; fp8: e4m3 W8A8 (CUDA, compute capability 8.9+)."""
 
+    AUTO = "auto"
     NONE = "none"
     INT8 = "int8"
     INT8WO = "int8wo"
@@ -56,6 +58,27 @@ class Quant(_Options):
 def parse_quant(quant: "str | Quant | None") -> Quant:
     """None and "none" both mean no quantization."""
     return Quant.NONE if quant is None else Quant.parse(quant)
+
+
+class Compile(_Options):
+    """torch.compile of the model forward. auto: on for CUDA (with CUDA graphs); on CPU only for a model
+    where quant=auto chose int8 layers, and the compiled step is used only once it measures faster than
+    eager; on: compile (in the background: eager frames until it is ready); off: eager only."""
+
+    AUTO = "auto"
+    ON = "on"
+    OFF = "off"
+
+
+def parse_compile(value: "str | bool | Compile | None") -> Compile:
+    """None means auto; booleans (older saved workflows, `compile=True` callers) mean on / off."""
+    if value is None:
+        return Compile.AUTO
+    if isinstance(value, bool):
+        return Compile.ON if value else Compile.OFF
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return Compile.ON if value.lower() == "true" else Compile.OFF
+    return Compile.parse(value)
 
 
 class FitMode(_Options):

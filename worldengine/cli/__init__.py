@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from worldengine.errors import WaypointError
-from worldengine.options import DType, FitMode, Quant
+from worldengine.options import Compile, DType, FitMode, Quant
 from worldengine.prompt_encoder import DEFAULT_ENCODER_URI
 
 
@@ -29,7 +29,7 @@ def cmd_replay(args) -> int:
     from worldengine.engine import load_engine
     from worldengine.cli.replay import read_rollout_inputs, replay
 
-    engine = load_engine(args.checkpoint, dtype=args.dtype, device=args.device)
+    engine = load_engine(args.checkpoint, dtype=args.dtype, device=args.device, quant="none", compile="off")
     tensors, metadata = read_rollout_inputs(args.inputs)
     out = replay(engine, tensors, metadata)
     save_file({k: v.float().contiguous() for k, v in out.items()}, str(args.out),
@@ -136,10 +136,11 @@ def build_parser() -> argparse.ArgumentParser:
     rollout.add_argument("--models-dir", default=str(Path.home() / ".cache" / "waypoint-models"),
                          help="where Hugging Face repo ids are downloaded to, as <owner>--<name>/ "
                               "(default: %(default)s)")
-    rollout.add_argument("--quant", default=Quant.NONE.value, choices=Quant.values(),
+    rollout.add_argument("--quant", default=Quant.AUTO.value, choices=Quant.values(),
                          help=" ".join(Quant.__doc__.split()) + " (default: %(default)s)")
-    rollout.add_argument("--compile", action="store_true",
-                         help="torch.compile the model: a slow first step, faster after")
+    rollout.add_argument("--compile", nargs="?", const=Compile.ON.value, default=Compile.AUTO.value,
+                         choices=Compile.values(), help=" ".join(Compile.__doc__.split()) +
+                         " A bare --compile means on (default: %(default)s)")
     _common(rollout)
     sub.add_parser("bench", help="benchmark (see `bench --help`)", add_help=False)
     sub.add_parser("bench-kernels", help="linear kernels side by side, ours vs torchao (see `bench-kernels --help`)",

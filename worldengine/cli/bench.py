@@ -19,7 +19,8 @@ from pathlib import Path
 import torch
 
 from worldengine.errors import WaypointError
-from worldengine.options import DType, Quant
+from worldengine.options import Compile, DType, Quant
+from worldengine.cli.startup import resolve_speed_flags, run_cold
 from worldengine.synthetic.presets import PRESETS, preset_config
 from worldengine.cli.roofline import ROOFLINE_KEYS, frame_flops, gemm_sizes_for, measure_roofline
 
@@ -46,7 +47,7 @@ def build_engine(config, state: dict, device: str, dtype: str, quant: str | None
     # build_model consumes the dict it is given; the caller's state serves every configuration.
     model = build_model(config, dict(state), torch.device(device), torch_dtype(dtype))
     engine = WorldEngine(config, model)
-    apply_speed_options(engine, quant=quant, compile=compile)
+    apply_speed_options(engine, quant=quant, compile=compile, background=False)
     return engine
 
 
@@ -126,6 +127,7 @@ def run_config(config, state: dict, device: str, dtype: str, quant: str | None, 
     probe.start()
     start = time.perf_counter()
     engine = build_engine(config, state, device, dtype, quant, compile)
+    quant, compile = engine.options["quant"].split(" (")[0], engine.options["compile"]   # what auto chose
     build_s = time.perf_counter() - start
     session = engine.new_session()
     generator = torch.Generator().manual_seed(0)
@@ -213,12 +215,12 @@ def parse_args(argv):
     parser.add_argument("--dtype", default=None, choices=[d for d in DType.values() if d != DType.AUTO],
                         help="compute dtype (default float32; with --compare and no speed flags: bfloat16)")
     parser.add_argument("--quant", default=None, choices=Quant.values(), help=" ".join(Quant.__doc__.split()))
-    parser.add_argument("--compile", action="store_true", help="torch.compile the model forward")
+    parser.add_argument("--compile", nargs="?", const="on", choices=Compile.values(), help="torch.compile: on (bare), off, auto")
+    parser.add_argument("--cold", action="store_true", help="start-up figures in fresh processes (worldengine.cli.startup)")
     parser.add_argument("--frames", type=int, default=20, help="timed latent frames")
     parser.add_argument("--warmup", type=int, default=3, help="untimed latent frames first (compile happens here)")
-    parser.add_argument("--compare", action="store_true",
-                        help="also run the eager float32 baseline; last line is 'speedup X.XX'. Without speed "
-                             "flags the optimized run is bfloat16 + int8 + compile")
+    parser.add_argument("--compare", action="store_true", help="also run the eager float32 baseline; last line is "
+                        "'speedup X.XX'. Without speed flags: bfloat16 + int8 + compile (no --compare: quant, compile auto)")
     parser.add_argument("--json", default=None, help="write all figures to this JSON file")
     parser.add_argument("--seed", type=int, default=0, help="random weight seed")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads for this run (default: torch's)")
@@ -234,10 +236,7 @@ def parse_args(argv):
             require_fp8_device(args.device)   # before the roofline runs, not after it
         except WaypointError as err:
             parser.error(str(err))
-    if args.quant == "none":
-        args.quant = None
-    if args.compare and args.dtype is None and args.quant is None and not args.compile:
-        args.dtype, args.quant, args.compile = (OPTIMIZED_DEFAULT[k] for k in ("dtype", "quant", "compile"))
+    resolve_speed_flags(args, OPTIMIZED_DEFAULT)
     args.dtype = args.dtype or "float32"
     return args
 
@@ -264,6 +263,8 @@ def main(argv=None) -> int:
 
 
 def _run(args, argv) -> int:
+    if args.cold:
+        return run_cold(args, argv)
     config = preset_config(args.preset)
     torch.manual_seed(args.seed)
     state = random_state(config, args.seed)

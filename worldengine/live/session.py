@@ -209,7 +209,8 @@ class LiveSession:
                 "recorded_frames": len(self.track_frames), "seed": self.seed,
                 "preview": self.settings.preview, "latent_fps": round(fps, 2),
                 "step_ms": round(self._step_ms, 2), "in_flight": self.ordinal - self.acked,
-                "max_in_flight": self.settings.max_in_flight, "max_fps": self.settings.max_fps}
+                "max_in_flight": self.settings.max_in_flight, "max_fps": self.settings.max_fps,
+                "compile": self.session.engine.compile_status}
 
     # ---- stepping (the device worker's thread) -----------------------------------------------
     def wait_time(self, now: float) -> float | None:

@@ -40,19 +40,20 @@ class QuantLinearBase(nn.Module):
         raise NotImplementedError
 
     @classmethod
-    def from_linear(cls, linear: nn.Linear, rows_hint: int | None = None):
+    def from_linear(cls, linear: nn.Linear, rows_hint: int | None = None, kernel: str | None = None):
         """Quantize a float ``nn.Linear`` (any float dtype, any device); the original is untouched.
-        rows_hint: the activation row count the layer will mostly see (tokens per frame), for packing."""
+        rows_hint: the activation row count the layer will mostly see (tokens per frame), for packing;
+        kernel: which GEMM the layer uses where it has a choice (None: the layer measures)."""
         layer = cls(linear.in_features, linear.out_features, linear.bias is not None, device=linear.weight.device)
         q, scale = cls.quantize_weight(linear.weight.detach())
         layer.weight_q.copy_(q)
         layer.weight_scale.copy_(scale.reshape(-1))
         if linear.bias is not None:
             layer.bias.copy_(linear.bias.detach().float())
-        layer.prepare(rows_hint)
+        layer.prepare(rows_hint, kernel)
         return layer
 
-    def prepare(self, rows_hint: int | None = None) -> None:
+    def prepare(self, rows_hint: int | None = None, kernel: str | None = None) -> None:
         """Load-time work on the stored weight (kernel-specific packing); none by default."""
 
     def matmul_2d(self, x2d: torch.Tensor) -> torch.Tensor:

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from worldengine.quant import onednn
+from worldengine.quant import onednn, select
 from worldengine.errors import WaypointError
 from worldengine.quant.fp8 import Fp8Linear
 from worldengine.quant.base import QuantLinearBase
@@ -64,11 +64,18 @@ class Int8Linear(QuantLinearBase):
         self.register_buffer("weight_packed", None, persistent=False)
         self.register_buffer("weight_zero_point", None, persistent=False)
 
-    def prepare(self, rows_hint: int | None = None) -> None:
+    def prepare(self, rows_hint: int | None = None, kernel: str | None = None) -> None:
         """On CPU, pack the weight once for oneDNN (`worldengine.quant.onednn`), tuned for ``rows_hint``
-        activation rows. The pack holds the same int8 values, so the plain ``weight_q`` is dropped
-        (int8 keeps half of bf16's bytes); `stored_weight` and the state dict read it back."""
-        if self.weight_q is not None and self.weight_q.device.type == "cpu" and onednn.available():
+        activation rows, when oneDNN is the faster int8 kernel measured here (`measured_kernel`), or
+        when ``kernel="onednn"`` asks for it; ``kernel="int_mm"`` keeps ``torch._int_mm``. The pack holds
+        the same int8 values, so the plain ``weight_q`` is dropped (int8 keeps half of bf16's bytes);
+        `stored_weight` and the state dict read it back."""
+        if self.weight_q is None or self.weight_q.device.type != "cpu":
+            return
+        if kernel is None:
+            kernel = measured_kernel(self.in_features, self.out_features, rows_hint, torch.float32,
+                                     among=("int_mm", "onednn"))
+        if kernel == "onednn" and onednn.available():
             self.weight_packed = onednn.pack_weight(self.weight_q, rows_hint)
             self.weight_zero_point = torch.zeros(self.out_features, dtype=torch.int64)
             self.weight_q = None
@@ -122,10 +129,40 @@ class Int8WeightOnlyLinear(QuantLinearBase):
 
 
 QUANT_CLASSES = {"int8": Int8Linear, "int8wo": Int8WeightOnlyLinear, "fp8": Fp8Linear}
+# Row counts of the timing probe: the layer's own (tokens per frame) rounded up to a power of two,
+# at most this many; GEMM time grows about linearly in rows beyond it for every kernel.
+PROBE_MAX_ROWS = 128
+
+
+def measured_kernel(in_features: int, out_features: int, rows: int | None, dtype: torch.dtype,
+                    among=("float", "int_mm", "onednn")) -> str:
+    """The fastest of a CPU layer's kernels for this shape class, measured on whole layer forwards.
+
+    "float": ``F.linear`` in ``dtype``; "int_mm": `Int8Linear` on ``torch._int_mm``; "onednn": on a
+    prepacked weight (timed only where `select.onednn_is_real_kernel`). Layer forwards, not bare GEMMs,
+    so the per-token quantization and the epilogue count against int8. Cached per process by
+    (rows bucket, in, out, dtype); `among` limits the answer to some of them (timings are shared).
+    """
+    rows = min(PROBE_MAX_ROWS, 1 << max(0, (rows or PROBE_MAX_ROWS) - 1).bit_length())
+    key = ("linear", rows, in_features, out_features, str(dtype).removeprefix("torch."))
+    return select.fastest(key, lambda: _probe_calls(in_features, out_features, rows, dtype), among)
+
+
+def _probe_calls(in_features: int, out_features: int, rows: int, dtype: torch.dtype) -> dict:
+    generator = torch.Generator().manual_seed(in_features * 7919 + out_features)
+    linear = nn.Linear(in_features, out_features).to(dtype)
+    x = torch.randn(rows, in_features, generator=generator).to(dtype)
+    calls = {"float": lambda: linear(x)}
+    int_mm = Int8Linear.from_linear(linear, rows, kernel="int_mm")
+    calls["int_mm"] = lambda: int_mm(x)
+    if select.onednn_is_real_kernel():
+        packed = Int8Linear.from_linear(linear, rows, kernel="onednn")
+        calls["onednn"] = lambda: packed(x)
+    return calls
 
 
 def quantize_linears(module: nn.Module, skip=DEFAULT_SKIP, min_features: int = 32,
-                     mode: str = "int8", rows_hint: int | None = None) -> list[str]:
+                     mode: str = "int8", rows_hint: int | None = None, only_if_faster: bool = False) -> list[str]:
     """Replace eligible ``nn.Linear`` submodules of ``module`` in place; return their dotted names.
 
     Eligible: in and out features both divisible by ``min_features`` (and at least that large), and
@@ -133,6 +170,7 @@ def quantize_linears(module: nn.Module, skip=DEFAULT_SKIP, min_features: int = 3
     embedding, output norm and unpatchify in float; a custom ``skip`` replaces that default). ``mode``: "int8" (W8A8), "int8wo"
     (weight-only) or "fp8" (e4m3 W8A8, see `worldengine.quant.fp8`). ``rows_hint``: the activation row count
     the layers will mostly see (tokens per frame); CPU int8 packs its weights for it.
+    ``only_if_faster``: a CPU layer stays float where `measured_kernel` finds float the fastest (int8 only).
     """
     if mode not in QUANT_CLASSES:
         raise WaypointError(f"unknown quant mode {mode!r}; expected one of {sorted(QUANT_CLASSES)}")
@@ -140,12 +178,19 @@ def quantize_linears(module: nn.Module, skip=DEFAULT_SKIP, min_features: int = 3
     targets = [
         (name, child) for name, child in module.named_modules()
         if type(child) is nn.Linear and _eligible(name, child, skip, min_features)
+        and not (only_if_faster and mode == "int8" and _float_is_faster(child, rows_hint))
     ]
     for name, child in targets:
         parent_name, _, attr = name.rpartition(".")
         parent = module.get_submodule(parent_name) if parent_name else module
         setattr(parent, attr, layer_cls.from_linear(child, rows_hint))
     return [name for name, _ in targets]
+
+
+def _float_is_faster(linear: nn.Linear, rows_hint: int | None) -> bool:
+    weight = linear.weight
+    return weight.device.type == "cpu" and measured_kernel(
+        linear.in_features, linear.out_features, rows_hint, weight.dtype) == "float"
 
 
 def _eligible(name: str, linear: nn.Linear, skip, min_features: int) -> bool:

@@ -1,0 +1,65 @@
+"""`quant=auto` / `compile=auto`: the defaults pick the fastest path measured on this machine."""
+import pytest
+import torch
+
+from worldengine.compile import BackgroundForward
+from worldengine.engine import load_engine
+from worldengine.errors import WaypointError
+from worldengine.hub import TOY_MODEL_DIR
+from worldengine.options import Compile, Quant, parse_compile
+from worldengine.quant import int8
+from worldengine.quant.int8 import Int8Linear
+
+
+def _int8_layers(engine):
+    return [m for m in engine.model.modules() if isinstance(m, Int8Linear)]
+
+
+def test_auto_keeps_the_toy_world_eager_and_float_on_cpu():
+    # d_model 64, 32 tokens per frame: every int8 layer measured slower than float (quantizing the
+    # activations costs more than the tiny GEMM saves), so auto gives the plain eager float engine.
+    engine = load_engine(TOY_MODEL_DIR)
+    assert engine.options["quant"] == "none (auto: int8 slower here)"
+    assert engine.options["compile"] is False and engine.options["int8_layers"] == 0
+    assert engine.forward == engine.model.forward and engine.compile_status == "eager"
+    assert _int8_layers(engine) == []
+
+
+def test_explicit_choices_win_over_the_measurement():
+    # An explicit quant on CPU leaves compile=auto off: the auto compile follows the auto measurement.
+    engine = load_engine(TOY_MODEL_DIR, quant="int8")
+    assert engine.options["quant"] == "int8" and len(_int8_layers(engine)) == engine.options["int8_layers"] > 0
+    assert engine.compile_status == "eager" and engine.options["compile"] is False
+    engine = load_engine(TOY_MODEL_DIR, quant="none", compile=True)
+    assert isinstance(engine.forward, BackgroundForward) and not engine.forward.require_faster
+    assert engine.compile_status == "eager, compiling…"   # nothing stepped yet: no compile has started
+
+
+def test_auto_uses_int8_and_a_checked_compile_where_int8_measured_faster(monkeypatch):
+    # A machine where int8 wins (stand-in: the measurement says so): auto quantizes and compiles in
+    # the background, and switches only to a compiled step that measures faster than eager.
+    monkeypatch.setattr(int8, "measured_kernel", lambda *args, **kwargs: "int_mm")
+    engine = load_engine(TOY_MODEL_DIR)
+    assert engine.options["quant"] == "int8" and engine.options["int8_layers"] == len(_int8_layers(engine)) > 0
+    assert engine.options["compile"] is True
+    assert isinstance(engine.forward, BackgroundForward) and engine.forward.require_faster
+
+
+def test_parse_compile_accepts_old_booleans_and_names_the_choices():
+    assert [parse_compile(v) for v in (None, True, False, "true", "OFF", "auto")] == [
+        Compile.AUTO, Compile.ON, Compile.OFF, Compile.ON, Compile.OFF, Compile.AUTO]
+    with pytest.raises(WaypointError, match="auto, on, off"):
+        parse_compile("fast")
+    assert Quant.values()[0] == "auto"
+
+
+def test_live_status_names_the_running_path():
+    from worldengine.live.frames import LatentPreview
+    from worldengine.live.session import LiveSession
+    engine = load_engine(TOY_MODEL_DIR)
+    seed = engine.new_session()
+    seed.append_latent(torch.zeros(engine.config.latent_shape))
+    live = LiveSession(engine, seed.snapshot(), 0, lambda name: LatentPreview(engine.config.latent_shape[0]),
+                       lambda frame: None)
+    assert live.status()["compile"] == "eager"
+    live.close()

@@ -1,0 +1,112 @@
+"""Pick a matmul kernel by measuring it on this machine, once per process and shape class.
+
+A kernel that is available is not necessarily fast: on CPUs without the instructions oneDNN's int8
+JIT kernels need (e.g. AMD EPYC without AMX/VNNI support in the shipped oneDNN), the prepacked
+quantized linear silently runs oneDNN's reference kernel, measured 1450 ms against 8 ms for
+``torch._int_mm`` on a 128x512x2048 product. So nothing here trusts availability alone:
+
+- `onednn_is_real_kernel()`: one 16x64x64 product through the prepacked op and through ``_int_mm``.
+  A real oneDNN kernel is within a small factor of ``_int_mm`` there (call overhead dominates);
+  the reference kernel is thousands of times slower. The tiny size keeps this probe at a few ms even
+  where the answer is no, so large shapes are never timed on the reference kernel.
+- `fastest(key, candidates)`: times each candidate (warm-up, then best of `REPS` calls) and caches the
+  winner's name and all timings under `key` (callers build the key from the shape class).
+
+Verdicts live for the process (`verdicts()` shows them, `forget()` clears them for tests).
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import time
+from typing import Callable
+
+import torch
+
+from worldengine.quant import onednn
+
+REPS = 3
+# oneDNN's reference int8 kernel was 2500x slower than _int_mm on a 16x64x64 product here; a JIT
+# kernel's extra call overhead at that size is a few x at most.
+REFERENCE_KERNEL_FACTOR = 20.0
+# A candidate whose first call takes this many times the best so far is not timed further.
+GIVE_UP_FACTOR = 20.0
+_verdicts: dict[tuple, dict] = {}
+
+
+@contextlib.contextmanager
+def one_thread():
+    """Time on one intra-op thread: on a shared machine, parallel regions wait for busy cores (tens of
+    ms per op were measured at 2 threads under load, whatever the kernel), which hides the kernel's own
+    cost; one thread measures the kernels' relative cost, which is what a verdict needs."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def best_time(fn: Callable[[], object], reps: int = REPS, give_up_s: float = float("inf")) -> float:
+    """Seconds of the fastest of `reps` calls of `fn` after one warm-up call (min: the least disturbed
+    by other processes on a shared machine); only the warm-up call when it alone took over `give_up_s`
+    (a kernel already far slower than another candidate is not timed further)."""
+    start = time.perf_counter()
+    fn()
+    times = [time.perf_counter() - start]
+    if times[0] > give_up_s:
+        return times[0]
+    times.clear()
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+@functools.cache
+def onednn_is_real_kernel() -> bool:
+    """Whether the prepacked oneDNN int8 linear is correct here and not the library's reference kernel."""
+    if not onednn.available():
+        return False
+    generator = torch.Generator().manual_seed(0)
+    weight = torch.randint(-127, 128, (64, 64), dtype=torch.int8, generator=generator)
+    q = torch.randint(-127, 128, (16, 64), dtype=torch.int8, generator=generator)
+    packed = onednn.pack_weight(weight, 16)
+    scale, zero = torch.ones(64), torch.zeros(64, dtype=torch.int64)
+    with torch.inference_mode(), one_thread():
+        packed_s = best_time(lambda: onednn.int8_mm_packed(q, packed, scale, zero))
+        int_mm_s = best_time(lambda: torch._int_mm(q, weight.t()))
+    _verdicts[("onednn-probe", 16, 64, 64)] = {"choice": "real" if packed_s <= REFERENCE_KERNEL_FACTOR * int_mm_s
+                                               else "reference", "times_ms": {"onednn": packed_s * 1e3,
+                                                                             "int_mm": int_mm_s * 1e3}}
+    return packed_s <= REFERENCE_KERNEL_FACTOR * int_mm_s
+
+
+def fastest(key: tuple, candidates: Callable[[], dict[str, Callable[[], object]]], among=None) -> str:
+    """Name of the fastest of `candidates()` (name -> zero-argument call), measured once per `key`.
+
+    candidates is a factory so that building the probe tensors is skipped when the verdict is cached.
+    Ties go to the first candidate listed (callers list the float path first: never slower than it).
+    among: only these names compete (absent ones are skipped; the timings of all are cached).
+    """
+    if key not in _verdicts:
+        times = {}
+        with torch.inference_mode(), one_thread():
+            for name, fn in candidates().items():
+                times[name] = best_time(fn, give_up_s=GIVE_UP_FACTOR * min(times.values(), default=float("inf")))
+        _verdicts[key] = {"choice": min(times, key=times.get),
+                          "times_ms": {n: round(t * 1e3, 4) for n, t in times.items()}}
+    times = _verdicts[key]["times_ms"]
+    return min((n for n in times if among is None or n in among), key=times.get)
+
+
+def verdicts() -> dict[str, dict]:
+    """Every verdict of this process, keyed by its shape class as text (for logs and `engine.options`)."""
+    return {" x ".join(map(str, key)): dict(value) for key, value in _verdicts.items()}
+
+
+def forget() -> None:
+    """Drop every cached verdict (tests that swap a kernel)."""
+    _verdicts.clear()
+    onednn_is_real_kernel.cache_clear()
