@@ -162,3 +162,40 @@ def test_replay_cli_waypoint15_oracle(tmp_path):
                      "--out", str(out)]) == 0
     expected = load_file(str(ORACLES / "wp15_fp32_30f.expected.safetensors"))["latents"]
     assert (load_file(str(out))["latents"] - expected.float()).abs().max() < 1e-4
+
+
+@pytest.mark.parametrize("preset", ["tiny", "tiny-wp1", "toyworld"])
+def test_bench_cli_on_each_model_family(preset, tmp_path):
+    from worldengine.synthetic.presets import PRESETS
+    if preset not in PRESETS:
+        pytest.skip("the toy world is not shipped")
+    out = tmp_path / "bench.json"
+    assert cli_main(["bench", "--preset", preset, "--frames", "1", "--warmup", "0", "--json", str(out)]) == 0
+    run = json.loads(out.read_text())["runs"]["run"]
+    assert run["frames"] == 1 and run["latent_fps"] > 0
+
+
+def test_replay_cli_toy_world(tmp_path):
+    """An oracle-format inputs file made from a toy-world rollout replays to the same latents."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from worldengine.cli.replay import ORACLE_FORMAT
+    from worldengine.engine import load_engine
+    from worldengine.hub import TOY_MODEL_DIR
+    if not (TOY_MODEL_DIR / "model.safetensors").is_file():
+        pytest.skip(f"the toy world is not shipped at {TOY_MODEL_DIR}")
+    engine = load_engine(TOY_MODEL_DIR, quant="none", compile=False)
+    generator = torch.Generator().manual_seed(5)
+    seed = torch.randn(1, *engine.config.latent_shape, generator=generator)
+    noise = torch.randn(3, *engine.config.latent_shape, generator=generator)
+    controls = [Controls.from_keys(["W"]), Controls.from_keys(["A"], mouse=(0.2, 0.0)), Controls()]
+    session = engine.new_session()
+    session.append_latents(seed)
+    expected = torch.stack([session.step(c, noise=n) for c, n in zip(controls, noise)])
+    inputs = tmp_path / "inputs.safetensors"
+    save_file({"seed_latents": seed, "noise": noise}, str(inputs),
+              metadata={"format": ORACLE_FORMAT, "controls": json.dumps([c.to_json() for c in controls])})
+    out = tmp_path / "latents.safetensors"
+    assert cli_main(["replay", str(TOY_MODEL_DIR), str(inputs), "--out", str(out)]) == 0
+    assert torch.allclose(load_file(str(out))["latents"], expected, atol=1e-5)

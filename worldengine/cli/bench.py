@@ -21,6 +21,7 @@ import torch
 from worldengine.errors import WaypointError
 from worldengine.options import Compile, DType, Quant
 from worldengine.cli.startup import resolve_speed_flags, run_cold
+from worldengine.synthetic import random_prompt
 from worldengine.synthetic.presets import PRESETS, preset_config
 from worldengine.cli.roofline import ROOFLINE_KEYS, frame_flops, gemm_sizes_for, measure_roofline
 
@@ -54,7 +55,6 @@ def build_engine(config, state: dict, device: str, dtype: str, quant: str | None
 def random_state(config, seed: int = 0) -> dict:
     from worldengine.checkpoint import to_inference_layout
     from worldengine.synthetic import random_canonical_state
-
     return to_inference_layout(random_canonical_state(config, seed), config)
 
 
@@ -130,6 +130,7 @@ def run_config(config, state: dict, device: str, dtype: str, quant: str | None, 
     quant, compile = engine.options["quant"].split(" (")[0], engine.options["compile"]   # what auto chose
     build_s = time.perf_counter() - start
     session = engine.new_session()
+    session.set_prompt(random_prompt(config))   # Waypoint-1 is prompt-conditioned; None elsewhere
     generator = torch.Generator().manual_seed(0)
     controls = control_cycle(config.n_buttons)
     session.append_latent(torch.randn(config.latent_shape, generator=generator))

@@ -14,25 +14,21 @@ import torch
 from worldengine.checkpoint import canonical_shapes
 from worldengine.config import WaypointConfig, config_from_dict
 
-TINY_WP1_OVERRIDES = {
-    "model_type": "waypoint-1", "global_attn_offset": 0, "value_residual": False, "gated_attn": True,
-    "ctrl_conditioning": "mlp_fusion", "prompt_conditioning": "cross_attention",
-    "prompt_conditioning_period": 3, "prompt_embedding_dim": 32, "base_fps": 60,
-    "inference_fps": None, "temporal_compression": 1, "taehv_ae": False,
-    "scheduler_sigmas": [1.0, 0.8609585762023926, 0.729332447052002, 0.3205108940601349, 0.0],
-}
-
-
 def tiny_config_dict(model_type: str = "waypoint-1.5", **overrides) -> dict:
     """The oracle-sized config (d_model 64, 4 layers, 8x16 tokens) as a config.yaml dict."""
-    from worldengine.synthetic.presets import TINY
+    from worldengine.synthetic.presets import TINY, TINY_WP1
 
-    values = copy.deepcopy(TINY)
-    if model_type == "waypoint-1":
-        values.update(TINY_WP1_OVERRIDES)
-        values = {k: v for k, v in values.items() if v is not None}
+    values = copy.deepcopy(TINY_WP1 if model_type == "waypoint-1" else TINY)
     values.update(overrides)
     return values
+
+
+def random_prompt(config: WaypointConfig, tokens: int = 512, seed: int = 0) -> torch.Tensor | None:
+    """A random prompt embedding [tokens, prompt_embedding_dim] float32 (UMT5's 512 rows), or None for a
+    model without prompt conditioning (so `session.set_prompt(random_prompt(config))` fits every model)."""
+    if not config.has_prompt:
+        return None
+    return torch.randn(tokens, config.prompt_embedding_dim, generator=torch.Generator().manual_seed(seed))
 
 
 def random_canonical_state(config: WaypointConfig, seed: int = 0) -> dict[str, torch.Tensor]:

@@ -25,6 +25,26 @@ TINY = {
     "ae_uri": "Overworld-Models/taehv1_5", "causal": True, "moe": False, "rope_impl": "ortho",
 }
 
+# The oracle size in the Waypoint-1 layout (prompt cross-attention, gated attention, no TAEHV).
+_TINY_WP1_OVERRIDES = {
+    "model_type": "waypoint-1", "global_attn_offset": 0, "value_residual": False, "gated_attn": True,
+    "ctrl_conditioning": "mlp_fusion", "prompt_conditioning": "cross_attention",
+    "prompt_conditioning_period": 3, "prompt_embedding_dim": 32, "base_fps": 60,
+    "inference_fps": None, "temporal_compression": 1, "taehv_ae": False,
+    "scheduler_sigmas": SIGMAS_WP1,
+}
+TINY_WP1 = {k: v for k, v in {**TINY, **_TINY_WP1_OVERRIDES}.items() if v is not None}
+
+
+def _toy_world() -> dict:
+    """The shipped offline toy world's config (a Waypoint-1.5 layout), {} where it is not shipped."""
+    import yaml
+
+    from worldengine.hub import TOY_MODEL_DIR
+    path = TOY_MODEL_DIR / "config.yaml"
+    return yaml.safe_load(path.read_text()) if path.is_file() else {}
+
+
 # The real Waypoint-1.5-1B layout (720P); the 360P variant differs only in the token grid.
 WP15_720P = {
     "model_type": "waypoint-1.5", "d_model": 2048, "n_layers": 24, "n_heads": 32, "n_kv_heads": 16,
@@ -57,11 +77,15 @@ WP1_SMALL = {
 
 PRESETS = {
     "tiny": TINY,
+    "tiny-wp1": TINY_WP1,
     "cpu-small": CPU_SMALL,
     "wp15-360p": WP15_360P,
     "wp15-720p": WP15_720P,
     "wp1-small": WP1_SMALL,
 }
+_TOY_WORLD = _toy_world()
+if _TOY_WORLD:
+    PRESETS["toyworld"] = _TOY_WORLD
 
 
 def preset_dict(name: str) -> dict:
