@@ -5,12 +5,11 @@ import re
 from pathlib import Path
 
 from worldengine.errors import WaypointError
+from worldengine.paths import TOY_MODEL_DIR
 
 REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 MODEL_FILES = ("config.yaml", "model.safetensors")
 DEFAULT_MODEL = "Overworld/Waypoint-1.5-1B-360P"
-# The offline world this pack ships (trained by tools/toyworld), used when the default model is absent.
-TOY_MODEL_DIR = Path(__file__).resolve().parents[1] / "models" / "toyworld"
 
 KNOWN_MODELS = {
     "Overworld/Waypoint-1.5-1B-360P": "Waypoint-1.5 1B, 360P (TAEHV 1.5 autoencoder from Overworld-Models/taehv1_5)",

@@ -40,7 +40,7 @@ def _toy_world() -> dict:
     """The shipped offline toy world's config (a Waypoint-1.5 layout), {} where it is not shipped."""
     import yaml
 
-    from worldengine.hub import TOY_MODEL_DIR
+    from worldengine.paths import TOY_MODEL_DIR
     path = TOY_MODEL_DIR / "config.yaml"
     return yaml.safe_load(path.read_text()) if path.is_file() else {}
 
