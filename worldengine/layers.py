@@ -75,17 +75,21 @@ class SelfAttention(nn.Module):
         self.v_lamb = nn.Parameter(torch.tensor(0.5)) if value_residual else None
         self.gate_proj = linear(n_heads, n_heads) if gated else None
 
+    def _value_residual(self, v, v_first):
+        """Value residual: the first layer's V is kept, later layers mix it in (lerp by v_lamb)."""
+        if self.v_lamb is None:
+            return v, v_first
+        if v_first is None:
+            return v, v
+        return torch.lerp(v, v_first, self.v_lamb), v_first
+
     def forward(self, h, cos, sin, kv, key_mask, v_first):
         tokens, dh = h.shape[0], self.d_head
         q, k, v = self.qkv(h).split([self.n_heads * dh, self.n_kv_heads * dh, self.n_kv_heads * dh], -1)
         q = q.view(tokens, self.n_heads, dh).transpose(0, 1)
         k = k.view(tokens, self.n_kv_heads, dh).transpose(0, 1)
         v = v.view(tokens, self.n_kv_heads, dh).transpose(0, 1)
-        if self.v_lamb is not None:
-            if v_first is None:
-                v_first = v
-            else:
-                v = torch.lerp(v, v_first, self.v_lamb)
+        v, v_first = self._value_residual(v, v_first)
         q = apply_rope(rms(q), cos, sin)
         k = apply_rope(rms(k), cos, sin)
         kv[:, :, -tokens:] = torch.stack([k, v])  # one write: compiles to an in-place update of the tail
@@ -110,11 +114,7 @@ class SelfAttention(nn.Module):
         q = q.view(batch, tokens, self.n_heads, dh).transpose(1, 2)
         k = k.view(batch, tokens, self.n_kv_heads, dh).transpose(1, 2)
         v = v.view(batch, tokens, self.n_kv_heads, dh).transpose(1, 2)
-        if self.v_lamb is not None:
-            if v_first is None:
-                v_first = v
-            else:
-                v = torch.lerp(v, v_first, self.v_lamb)
+        v, v_first = self._value_residual(v, v_first)
         q = apply_rope(rms(q), cos, sin)
         k = apply_rope(rms(k), cos, sin)
         kv[:, :, :, -tokens:] = torch.stack([k, v])
