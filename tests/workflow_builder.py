@@ -92,7 +92,7 @@ def rollout_60_frames() -> Graph:
     """Seed image -> 15 latent steps (60 video frames on Waypoint-1.5) of scripted controls -> saved frames.
     Laid out left to right so no wire runs behind a node."""
     g = Graph("Waypoint: seed image -> 60-frame scripted rollout -> saved frames")
-    g.add(1, "WaypointLoad", (40, 60), [MODEL, "auto", "auto", "none", False, ""], size=(340, 200))
+    g.add(1, "WaypointLoad", (40, 60), [MODEL, "auto", "auto", "auto", "auto", ""], size=(340, 200))
     g.add(2, "LoadImage", (40, 320), ["example.png", "image"], size=(340, 320))
     g.note(9, (40, 700), "A scripted walk: 8 latent steps forward, then 7 turning right = 15 steps.\n\n"
            "Waypoint-1.5 decodes 4 frames per step: 60 frames at 60 fps (1 s) land in output/waypoint/. "
@@ -116,7 +116,7 @@ def img2img_loop() -> Graph:
     """Rollout -> its last frame through an ordinary image node -> injected back -> rollout again.
     The world line runs along one row; the image branch sits below it, so wires stay in the open."""
     g = Graph("Waypoint: rollout -> last frame through an image node -> injected back (img2img loop)")
-    g.add(1, "WaypointLoad", (40, 60), [MODEL, "auto", "auto", "none", False, ""], size=(340, 200))
+    g.add(1, "WaypointLoad", (40, 60), [MODEL, "auto", "auto", "auto", "auto", ""], size=(340, 200))
     g.add(2, "LoadImage", (40, 320), ["example.png", "image"], size=(340, 320))
     g.note(14, (40, 700), "1. Roll the world out 6 latent steps.\n2. Decode Latent with last_frames = 1 gives "
            "just its last frame; any image node edits it (here: sharpen).\n3. Seed Frame with a world input "
