@@ -26,7 +26,7 @@ def big_engine(tmp_path_factory):
     from worldengine.synthetic import tiny_config_dict, write_checkpoint
 
     folder = write_checkpoint(tmp_path_factory.mktemp("bigkv") / "big-kv", tiny_config_dict(**BIG_KV))
-    return load_engine(folder, dtype=torch.float32)
+    return load_engine(folder, dtype=torch.float32, quant="none", compile="off")   # the float engine, measured
 
 
 @pytest.fixture(autouse=True)

@@ -23,7 +23,6 @@ from . import bindings
 
 _LOG = logging.getLogger(__name__)
 _NODE_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
-_registered: set = set()
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
@@ -32,9 +31,10 @@ def add_routes(routes: web.RouteTableDef, app: web.Application | None = None) ->
     (else a graceful stop waits for them up to its shutdown timeout)."""
     if app is not None:
         app.on_shutdown.append(close_all_sockets)
-    if id(routes) in _registered:
+    # Marked on the table itself: an id() of a freed table can be reused by a new one.
+    if getattr(routes, "_waypoint_live_routes", False):
         return
-    _registered.add(id(routes))
+    routes._waypoint_live_routes = True
     routes.get("/waypoint/live/{node_id}/ws")(live_socket)
     routes.get("/waypoint/live/{node_id}/track")(live_track)
     routes.get("/waypoint/live/{node_id}")(live_info)
