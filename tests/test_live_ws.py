@@ -14,25 +14,19 @@ import statistics
 import time
 
 import pytest
-import torch
+from live_helpers import small_live_world
 from aiohttp import WSMsgType, web
 from aiohttp.test_utils import TestClient, TestServer
 
 from worldengine.live.protocol import unpack_frame
 
-SMALL = {"height": 2, "width": 4, "tokens_per_frame": 8}
 LOAD_SECONDS = float(os.environ.get("WAYPOINT_LIVE_LOAD_SECONDS", "4"))
 RATE = 1000
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    from nodes.core import WaypointLoad, WaypointSeedFrame
-    from worldengine.synthetic import write_tiny_checkpoint
-    folder = write_tiny_checkpoint(tmp_path_factory.mktemp("livews") / "m", model_type="waypoint-1.5", **SMALL)
-    engine = WaypointLoad().load(str(folder), "cpu", "float32", "none", False)[0]
-    image = torch.rand(1, 36, 64, 3, generator=torch.Generator().manual_seed(0))
-    return WaypointSeedFrame().seed(engine, image, "crop")[0]
+    return small_live_world(tmp_path_factory)
 
 
 @pytest.fixture()
