@@ -29,7 +29,7 @@ def quantized_rollout_errors(quant: str, frames: int = 100):
     wp15_fp32_30f seeds and cycle its controls with the same noise; run on one thread."""
     import torch
 
-    from threads import one_thread
+    from worldengine.quant.select import one_thread
     from worldengine.engine import load_engine
     from worldengine.cli.replay import read_rollout_inputs
 

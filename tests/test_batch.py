@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from oracles import oracle_path
-from threads import one_thread
+from worldengine.quant.select import one_thread
 from worldengine import Controls, WaypointError, load_engine
 from worldengine.batch import BUCKETS, bucket_for, stepper_for
 from worldengine.cli.bench import build_engine, random_state

@@ -7,7 +7,7 @@ import torch
 import yaml
 from safetensors.torch import load_file, save_file
 
-from threads import one_thread
+from worldengine.quant.select import one_thread
 from worldengine import Controls, ControlTrack, WaypointError, keycode, load_config, load_engine
 from worldengine.config import config_from_dict
 from worldengine.synthetic import tiny_config_dict, write_checkpoint, write_tiny_checkpoint

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from threads import one_thread
+from worldengine.quant.select import one_thread
 from worldengine import Controls, load_engine
 from worldengine.errors import WaypointError
 from worldengine.sanitize.classifier import get_classifier, nudenet_available

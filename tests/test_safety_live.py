@@ -6,7 +6,7 @@ import threading
 import pytest
 import torch
 
-from threads import one_thread
+from worldengine.quant.select import one_thread
 from worldengine import load_engine
 from worldengine.live.frames import LatentPreview, decode_images
 from worldengine.live.session import LiveSession, LiveSettings

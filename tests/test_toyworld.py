@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from threads import one_thread
+from worldengine.quant.select import one_thread
 
 from tools.toyworld.metrics import horizontal_shift, turn_response
 from tools.toyworld.render import KEY_W, World

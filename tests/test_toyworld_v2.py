@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from threads import one_thread
+from worldengine.quant.select import one_thread
 
 from tools.toyworld.ckpt import load_training_state, save_training_state
 from tools.toyworld.episodes import play, random_actions
