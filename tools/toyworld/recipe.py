@@ -4,7 +4,7 @@
     python -m tools.toyworld.recipe --work _work/toyworld --stage selfforce --minutes 25
 
 Both stages train `WaypointDiT` (TOY2_CONFIG) on latent clips [B, L, 16, 9, 16] of
-`<work>/data/latents_*.npz` with the training forward of seqmodel.py (L clean + L noisy latents,
+`<work>/data/latents_*.npz` (L = 8 by default) with the training forward of seqmodel.py (L clean + L noisy latents,
 the engine's ring-cache visibility), a rectified-flow target v = noise - x0, and every noisy latent at
 its own sigma (diffusion forcing; half the sigmas from the 4-step inference schedule, which is what
 the model is distilled to, half logit-normal).
@@ -123,7 +123,9 @@ def main(argv=None):
     parser.add_argument("--minutes", type=float, required=True, help="this stage's budget across resumes")
     parser.add_argument("--save-every", type=float, default=4.0)
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--length", type=int, default=6, help="latents per clip")
+    # 8 latents: the last ones see a full global ring (4 persisted latents, 7 back), as inference does
+    # after its first 8 latents; 6 never showed the global layers more than 3 (a long-rollout mismatch)
+    parser.add_argument("--length", type=int, default=8, help="latents per clip")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--context-noise", type=float, default=0.1)
     parser.add_argument("--depth", type=int, default=1, help="selfforce: nested self-generated context")
