@@ -125,3 +125,28 @@ def test_engine_runs_a_version_2_folder_at_4_frames_per_latent(tmp_path):
         resumed.load_state(codec.get_state())
         torch.testing.assert_close(resumed.decode(latents[1]), codec.decode(latents[1]))
         assert first.shape == (4, 3, 144, 256)
+
+
+def _report(model_psnr, spread, turn_px):
+    table = {"model": {"psnr": model_psnr}, "repeat_last": {"psnr": 13.0}}
+    reference = {"model": {"psnr": 10.0}, "repeat_last": {"psnr": 12.0}}
+    return {"next_frame": {"h128": table}, "reference_next_frame": {"h128": reference},
+            "response": {"turn_left": {"model_px_per_frame": turn_px, "game_px_per_frame": 6.0}},
+            "drift": {"model_last": {"spread": spread}, "game_last": {"spread": 0.1}, "game_all": {"spread": 0.16}},
+            "continuation": {"psnr_frame30_same_world": 15.0, "psnr_frame30_other_world": 11.0}}
+
+
+def test_acceptance_bars_pass_and_fail_on_the_figures():
+    from tools.toyworld.acceptance import verdict
+
+    good = verdict(_report(model_psnr=14.0, spread=0.09, turn_px=5.0))
+    assert all(good[name]["pass"] for name in ("psnr_above_repeat_h128", "psnr_above_v1_h128", "gain_above_v1_h128",
+                                               "response_turn_left", "spread_last100_vs_game_last100",
+                                               "continues_its_scene_frame30"))
+    assert not good["spread_last100_vs_game_all"]["pass"]          # 0.09 < 0.8 * 0.16
+    bad = verdict(_report(model_psnr=11.0, spread=0.02, turn_px=3.0))
+    assert not bad["psnr_above_repeat_h128"]["pass"] and bad["psnr_above_v1_h128"]["pass"]
+    assert not bad["gain_above_v1_h128"]["pass"]                    # -2 dB vs v1's -2 dB: not above
+    assert not bad["response_turn_left"]["pass"] and bad["response_turn_left"]["ratio"] == pytest.approx(0.5)
+    assert not bad["spread_last100_vs_game_last100"]["pass"]
+    assert "response_walk_forward" not in bad                      # a section not measured gives no bar

@@ -12,6 +12,8 @@
   change, first vs last 100 frames, vs the game; distance of the last 100 frames from their mean image.
 - continuation: seeded from one held-out game frame (repeated to a latent, as `append_frames` does),
   PSNR at frame 30 against the same world vs against other worlds (is the scene still that scene?).
+- reference_next_frame (with --reference, a version-1 folder): that model's next-frame figures on its own
+  game, and `acceptance`: every acceptance bar of the toy world issue, pass/fail (acceptance.py).
 Frames are [T, 3, H, W] float32 in [0, 1]; latents [N, 16, 9, 16].
 """
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tools.toyworld import acceptance
 from tools.toyworld.episodes import FRAMES_PER_LATENT as FPL
 from tools.toyworld.episodes import HELD_OUT_SEED0, play, random_actions
 from tools.toyworld.game import KEY_A, KEY_D, KEY_S, KEY_W, World
@@ -181,6 +184,8 @@ def main(argv=None):
     parser.add_argument("--strip", type=Path, help="also write the seed-continuation strip (PNG)")
     parser.add_argument("--skip", default="", help="comma list of sections to skip")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--reference", type=Path, help="version-1 model folder to compare next-frame PSNR with")
+    parser.add_argument("--out", type=Path, help="also write the report as JSON")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     engine, ae = load(args.model)
@@ -194,7 +199,12 @@ def main(argv=None):
         if name not in skip:
             report[name] = run()
             print(json.dumps({name: report[name]}), flush=True)
+    if args.reference is not None:
+        report["reference_next_frame"] = acceptance.reference_next_frame(args.reference, args.episodes)
+    report["acceptance"] = acceptance.verdict(report)
     print(json.dumps(report))
+    if args.out is not None:
+        args.out.write_text(json.dumps(report, indent=1))
 
 
 if __name__ == "__main__":
