@@ -17,10 +17,17 @@ control embeddings [B, 1, D]. Before a frame each session's rings (frozen during
 copied into its row; after the cache pass each row's tail goes back to its session, which then
 commits it into its own ring, as `session.step` does. The sessions' own buffers stay authoritative
 (single steps, snapshots and batched steps mix freely); the price is one ring copy per session-frame
-and the workspace memory (about one more KV cache per bucket row).
+and the workspace memory (about one more KV cache per bucket row; counted by `worldengine.memory`).
+
+Compiled engines: a bucket's first batched call compiles it (tens of seconds). Real-time callers ask
+`batch_ready` first: it starts that compile in a background thread and says False until it is done,
+so live play steps its players one by one meanwhile. `step_many` is safe from several threads (one
+group at a time per bucket).
 """
 from __future__ import annotations
 
+import logging
+import threading
 import weakref
 
 import torch
@@ -30,6 +37,7 @@ from worldengine.controls import Controls
 from worldengine.errors import WaypointError
 
 BUCKETS = (1, 2, 4, 8)
+LOG = logging.getLogger("worldengine")
 
 
 def bucket_for(count: int) -> int:
@@ -43,8 +51,9 @@ class BatchWorkspace:
     def __init__(self, engine, batch: int):
         config, dtype, device = engine.config, engine.dtype, engine.device
         self.batch, self.tokens = batch, config.tokens_per_frame
+        self.lock = threading.Lock()   # one group at a time in these rows (callers on several threads)
         rings = [config.ring(i) for i in range(config.n_layers)]
-        slots = lambda buckets: (buckets + 1) * self.tokens  # noqa: E731
+        slots = lambda buckets: (buckets + 1) * self.tokens
         self.kv = [torch.zeros((2, batch, config.n_kv_heads, slots(b), config.d_head), dtype=dtype, device=device)
                    for _, b in rings]
         self.masks = {kind: torch.ones((batch, slots(kind[1])), dtype=torch.bool, device=device)
@@ -90,6 +99,9 @@ class BatchStepper:
 
     def __init__(self, engine):
         self.workspaces: dict[int, BatchWorkspace] = {}
+        self._lock = threading.Lock()
+        self.compiled = bool(engine.options.get("compile"))
+        self.warm: dict[int, str] = {}   # compiled engines: bucket -> "compiling" / "ready" / "failed: ..."
         self.cuda_graphs = bool(engine.options.get("compile")) and torch.device(engine.device).type == "cuda"
         self.forward = engine.model.forward_batched
         if engine.options.get("compile"):
@@ -99,13 +111,45 @@ class BatchStepper:
             self.forward = torch.compile(engine.model.forward_batched, **kwargs)
 
     def workspace(self, engine, batch: int) -> BatchWorkspace:
-        if batch not in self.workspaces:
-            workspace = BatchWorkspace(engine, batch)
-            if self.cuda_graphs:   # fixed addresses: replays never re-record for new sessions
-                for tensor in workspace.tensors():
-                    torch._dynamo.mark_static_address(tensor, guard=False)
-            self.workspaces[batch] = workspace
-        return self.workspaces[batch]
+        with self._lock:
+            if batch not in self.workspaces:
+                workspace = BatchWorkspace(engine, batch)
+                if self.cuda_graphs:   # fixed addresses: replays never re-record for new sessions
+                    for tensor in workspace.tensors():
+                        torch._dynamo.mark_static_address(tensor, guard=False)
+                self.workspaces[batch] = workspace
+            return self.workspaces[batch]
+
+    def ready(self, engine, count: int, prompt: torch.Tensor | None = None) -> bool:
+        """Whether `count` sessions step batched now without waiting for a compile: always for an eager
+        engine; for a compiled one once their bucket's graph is built, which the first ask starts in a
+        background thread (a real-time caller steps them one by one meanwhile). `prompt`: a session's
+        prompt context for the warm-up (prompt-conditioned models)."""
+        if not self.compiled:
+            return True
+        bucket = bucket_for(min(count, BUCKETS[-1]))
+        with self._lock:
+            if bucket not in self.warm:
+                self.warm[bucket] = "compiling"
+                threading.Thread(target=self._warm_up, args=(engine, bucket, prompt), daemon=True,
+                                 name=f"waypoint-batch-compile-{bucket}").start()
+            return self.warm[bucket] == "ready"
+
+    def _warm_up(self, engine, bucket: int, prompt) -> None:
+        """Compile (and capture) bucket `bucket` on its own workspace rows: zeros in, results dropped;
+        the K/V it writes land in the rows' tails, which every group's passes rewrite before use."""
+        try:
+            workspace = self.workspace(engine, bucket)
+            shape = (bucket, *engine.config.latent_shape)
+            prompts = [prompt] * bucket if engine.config.has_prompt else None
+            with workspace.lock, torch.inference_mode():
+                x = torch.zeros(shape, dtype=engine.dtype, device=engine.device)
+                for _ in range(2):   # the second call replays what the first built
+                    self.run(engine, x, 0, workspace, prompts)
+            self.warm[bucket] = "ready"
+        except Exception as err:  # noqa: BLE001 - this bucket then steps one by one, the engine goes on
+            self.warm[bucket] = f"failed: {type(err).__name__}: {err}"
+            LOG.warning("[worldengine] batched compile of bucket %d failed: %s", bucket, self.warm[bucket])
 
     def nbytes(self) -> int:
         return sum(workspace.nbytes() for workspace in self.workspaces.values())
@@ -124,17 +168,19 @@ class BatchStepper:
         sessions = [session for session, _, _ in requests]
         # Every check (controls, prompt) runs before any state changes or any generator advances.
         # The session's own input helpers are used so the inputs are exactly those of session.step.
-        inputs = [session._frame_inputs(controls) for session, controls, _ in requests]
-        shape = engine.config.latent_shape
-        noise = [session._check_latent(torch.randn(shape, generator=generator, dtype=torch.float32), "noise")
-                 for session, _, generator in requests]
+        inputs = [session.frame_inputs(controls) for session, controls, _ in requests]
+        noise = [session.frame_noise(generator=generator) for session, _, generator in requests]
         workspace = self.workspace(engine, bucket_for(len(requests)))
+        with workspace.lock:
+            return self._step_rows(engine, requests, sessions, inputs, noise, workspace)
+
+    def _step_rows(self, engine, requests, sessions, inputs, noise, workspace) -> list[torch.Tensor]:
         workspace.load(sessions, inputs)
         pad = workspace.batch - len(requests)
         x = torch.stack(noise + noise[:1] * pad)
         prompts = None
         if engine.config.has_prompt:
-            prompts = [session._prompt_normed for session in sessions] + [sessions[0]._prompt_normed] * pad
+            prompts = [session.prompt_context for session in sessions] + [sessions[0].prompt_context] * pad
         for index, step in enumerate(engine.sigma_steps):
             velocity = self.run(engine, x, index, workspace, prompts)
             x = (x.float() + step.float() * velocity.float()).to(engine.dtype)
@@ -142,20 +188,33 @@ class BatchStepper:
         workspace.store(sessions)
         latents = x[: len(requests)].float().cpu().clone()
         for session, latent in zip(sessions, latents):   # what session.step does after its cache pass
-            session.cache.commit(session.frame_index)
-            session.frame_index += 1
-            session.last_latent = latent
+            session.end_frame(latent)
         return list(latents)
 
 
-_STEPPERS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_STEPPERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_STEPPERS_LOCK = threading.Lock()
 
 
 def stepper_for(engine) -> BatchStepper:
     """The engine's BatchStepper (its workspaces live as long as the engine)."""
-    if engine not in _STEPPERS:
-        _STEPPERS[engine] = BatchStepper(engine)
-    return _STEPPERS[engine]
+    with _STEPPERS_LOCK:
+        if engine not in _STEPPERS:
+            _STEPPERS[engine] = BatchStepper(engine)
+        return _STEPPERS[engine]
+
+
+def batch_ready(engine, count: int, prompt: torch.Tensor | None = None) -> bool:
+    """Whether `count` sessions of `engine` can step batched now without waiting for a compile
+    (`BatchStepper.ready`; a compiled engine's first ask starts that bucket's compile in the background)."""
+    return stepper_for(engine).ready(engine, count, prompt)
+
+
+def workspace_tensors(engine) -> list[torch.Tensor]:
+    """Every tensor of the engine's batch workspaces made so far (none before the first batched step):
+    what memory estimates count and an engine move carries along."""
+    stepper = _STEPPERS.get(engine)
+    return [] if stepper is None else [t for w in stepper.workspaces.values() for t in w.tensors()]
 
 
 def step_many(engine, requests) -> list[torch.Tensor]:

@@ -161,12 +161,15 @@ def markdown_table(dtype: torch.dtype = torch.bfloat16) -> str:
 def engine_memory(engine) -> dict[str, int]:
     """What a loaded engine holds on its device, in bytes: `weights` (DiT, as quantized), `autoencoder`
     (0 until loaded), `kv` (every live session's ring buffers and masks), `workspace` (estimated forward
-    activations, see `workspace_bytes`) and their `total`."""
+    activations, see `workspace_bytes`), `batch` (the batched-stepping workspaces made so far: per bucket
+    size B about B more KV caches, `worldengine.batch`) and their `total`."""
+    from worldengine.batch import workspace_tensors
     sessions = list(getattr(engine, "_sessions", ()))
     ae = engine._autoencoder
     figures = {"weights": module_bytes(engine.model), "autoencoder": module_bytes(ae.model) if ae is not None else 0,
                "kv": tensors_bytes(t for s in sessions for t in (*s.cache.buffers, *s.cache.mask_buffers.values())),
-               "workspace": workspace_bytes(engine.config, engine.dtype)}
+               "workspace": workspace_bytes(engine.config, engine.dtype),
+               "batch": tensors_bytes(workspace_tensors(engine))}
     figures["total"] = sum(figures.values())
     return figures
 
@@ -178,10 +181,11 @@ def _move(tensor: torch.Tensor, device: torch.device, copy: bool) -> None:
 
 
 def move_engine(engine, device: str | torch.device, copy: bool = False) -> None:
-    """Move an engine in place to `device`: weights, autoencoder, precomputed RoPE / sigma tables and the
-    KV cache and prompt context of every live session (an offload to "cpu" and back). A world's values
-    are unchanged by the trip. `copy` reallocates even on the same device (tests). A compiled forward
-    is kept: dynamo re-guards on the new device, CUDA graphs re-record on the new addresses."""
+    """Move an engine in place to `device`: weights, autoencoder, precomputed RoPE / sigma tables, the
+    KV cache and prompt context of every live session and the batch workspaces (an offload to "cpu" and
+    back). A world's values are unchanged by the trip. `copy` reallocates even on the same device (tests).
+    A compiled forward is kept: dynamo re-guards on the new device, CUDA graphs re-record on the new addresses."""
+    from worldengine.batch import workspace_tensors
     device = torch.device(device)
     if device == torch.device(engine.device) and not copy:
         return
@@ -203,4 +207,6 @@ def move_engine(engine, device: str | torch.device, copy: bool = False) -> None:
                 _move(tensor, device, copy)
             if session._prompt_normed is not None:
                 session._prompt_normed = session._prompt_normed.to(device)
+        for tensor in workspace_tensors(engine):   # batched stepping's static rows go along too
+            _move(tensor, device, copy)
     engine.device = device

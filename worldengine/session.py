@@ -65,6 +65,11 @@ class WorldSession:
         self.prompt_emb = prompt_emb.detach().to("cpu", torch.float32).clone()
         self._prompt_normed = self.engine.model.prompt_context(prompt_emb.to(self.engine.device))
 
+    @property
+    def prompt_context(self) -> torch.Tensor | None:
+        """The prompt as the model attends to it ([P_len, d_model] on the device, compute dtype), or None."""
+        return self._prompt_normed
+
     def _check_latent(self, latent: torch.Tensor, name: str) -> torch.Tensor:
         shape = tuple(self.engine.config.latent_shape)
         if latent.ndim == 4 and latent.shape[0] == 1:
@@ -77,7 +82,17 @@ class WorldSession:
         # compiled forward then sees one kind of input and never recompiles for seeds.
         return latent.to(self.engine.device, self.engine.dtype, copy=True)
 
-    def _frame_inputs(self, controls: Controls | None):
+    def frame_noise(self, noise: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+        """The starting x of a generated frame: `noise` [C, H, W] checked, else one float32 draw of the
+        latent shape from `generator` (the global RNG when None); returned on the device in the compute dtype."""
+        if noise is None:
+            noise = torch.randn(self.engine.config.latent_shape, generator=generator, dtype=torch.float32)
+        return self._check_latent(noise, "noise")
+
+    def frame_inputs(self, controls: Controls | None):
+        """What every pass of this frame shares: (control embedding [1, d_model], RoPE cos, sin
+        [T, d_head/2] float32, key masks), for the frame `frame_index` with `controls`. Checks the
+        controls and the prompt; changes nothing but the masks prepared for this frame."""
         controls = controls or Controls()
         engine, config = self.engine, self.engine.config
         controls.check_buttons(config.n_buttons)
@@ -87,6 +102,16 @@ class WorldSession:
         cos, sin = engine.rope.cos_sin(self.frame_index * config.ts_mult)
         masks = self.cache.prepare_masks(self.frame_index)
         return engine.model.control_embedding(vector), cos, sin, masks
+
+    _frame_inputs = frame_inputs   # the older private name
+
+    def end_frame(self, latent: torch.Tensor) -> torch.Tensor:
+        """After a frame's cache pass wrote its K/V into the tails: commit them into the rings, advance the
+        frame counter and keep `latent` (float32 CPU [C, H, W]) as the last one. Returns it."""
+        self.cache.commit(self.frame_index)
+        self.frame_index += 1
+        self.last_latent = latent
+        return latent
 
     def _run(self, x, sigma_index, inputs):
         ctrl, cos, sin, masks = inputs
@@ -99,11 +124,9 @@ class WorldSession:
     def append_latent(self, latent: torch.Tensor, controls: Controls | None = None):
         """Seed the world with a clean latent [C, H, W]: one cache pass, one frame index."""
         x = self._check_latent(latent, "seed latent")
-        inputs = self._frame_inputs(controls)
+        inputs = self.frame_inputs(controls)
         self._run(x, len(self.engine.sigmas) - 1, inputs)
-        self.cache.commit(self.frame_index)
-        self.frame_index += 1
-        self.last_latent = x.float().cpu()
+        self.end_frame(x.float().cpu())
 
     def append_latents(self, latents: torch.Tensor, controls: Controls | None = None):
         """Seed with several clean latents [N, C, H, W] (e.g. a codec's encoding of seed frames)."""
@@ -122,20 +145,15 @@ class WorldSession:
         engine = self.engine
         if seed is not None:
             generator = torch.Generator().manual_seed(seed)
-        if noise is None:
-            noise = torch.randn(engine.config.latent_shape, generator=generator, dtype=torch.float32)
-        x = self._check_latent(noise, "noise")
-        inputs = self._frame_inputs(controls)
+        x = self.frame_noise(noise, generator)
+        inputs = self.frame_inputs(controls)
         for index, step in enumerate(engine.sigma_steps):
             velocity = self._run(x, index, inputs)
             if trace is not None:
                 trace.append((x.float().cpu(), velocity.float().cpu()))
             x = (x.float() + step.float() * velocity.float()).to(engine.dtype)
         self._run(x, len(engine.sigmas) - 1, inputs)   # cache pass: same controls, same frame index
-        self.cache.commit(self.frame_index)
-        self.frame_index += 1
-        self.last_latent = x.float().cpu()
-        return self.last_latent
+        return self.end_frame(x.float().cpu())
 
     @torch.inference_mode()   # the buffers may be inference tensors (a session made inside a node)
     def reset(self):
@@ -184,8 +202,9 @@ class WorldSession:
     def load_snapshot(self, path: str | Path, codec=None):
         """Restore from a file written by save_snapshot; a saved stream state goes into `codec` (a
         WorldCodec of this model) when one is given. Returns whether the file held a stream state."""
-        from worldengine.checkpoint import read_safetensors
         from safetensors import safe_open
+
+        from worldengine.checkpoint import read_safetensors
 
         path = Path(path)
         tensors = read_safetensors(path)

@@ -7,7 +7,8 @@
     track = live.track()    # ControlTrack: StepWorld(world=base, controls=track, seed=-1) replays it
 
 Rules that make it real time and bounded:
-- one stepping thread per device (`DeviceWorker`), round-robin over that device's live sessions;
+- one stepping thread per device (`DeviceWorker`): the sessions of one engine that may step now step
+  together, one batched forward per pass (`engine.step_many`), each with its own controls and noise;
 - latest control wins: keys held are replaced by each control message, mouse motion is summed and
   scroll kept until a step consumes them, so input never queues up behind a slow step;
 - backpressure: a session steps only while fewer than `max_in_flight` of its frames are unacknowledged,
@@ -20,64 +21,16 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
 
 import torch
 
 from worldengine.controls import MAX_TRACK_FRAMES, Controls, ControlTrack
 from worldengine.errors import WaypointError
 from worldengine.live.frames import MIME, RecentFrames, decode_images, encode_image
+from worldengine.live.state import LiveFrame, LiveSettings, LiveStep, PendingControl
 from worldengine.live.worker import worker_for
 
-MOUSE_LIMIT = 10.0   # summed mouse motion per frame is clamped to this (ControllerInput's range)
-
-
-@dataclass
-class LiveFrame:
-    """One generated latent and its rendered images. `ordinal` counts this session's frames (acks refer
-    to it); `frame_index` is the world frame; `control_seq` the newest control message this step used
-    (None when no new control arrived since the previous step); times in milliseconds."""
-
-    ordinal: int
-    frame_index: int
-    latent: torch.Tensor            # [C, h, w] float32 CPU
-    images: list                    # encoded image bytes, frames_per_latent of them (1 for latent preview)
-    mime: str
-    control_seq: int | None
-    control_t: float | None
-    wait_ms: float                  # the control's wait on the server before its step started
-    step_ms: float
-    render_ms: float
-    encode_ms: float
-    recorded: bool
-
-    def header(self, sub: int) -> dict:
-        return {"type": "frame", "ordinal": self.ordinal, "frame_index": self.frame_index, "sub": sub,
-                "of": len(self.images), "mime": self.mime, "control_seq": self.control_seq,
-                "control_t": self.control_t, "wait_ms": round(self.wait_ms, 3), "step_ms": round(self.step_ms, 3),
-                "render_ms": round(self.render_ms, 3), "encode_ms": round(self.encode_ms, 3),
-                "recorded": self.recorded}
-
-
-@dataclass
-class LiveSettings:
-    preview: str = "latent"
-    format: str = "jpeg"
-    quality: int = 80
-    max_width: int = 640
-    max_height: int = 360
-    max_in_flight: int = 2
-    max_fps: float = 0.0            # latent frames per second; 0 = unlimited
-
-
-@dataclass
-class _PendingControl:
-    buttons: frozenset = frozenset()
-    mouse: list = field(default_factory=lambda: [0.0, 0.0])
-    scroll: int = 0
-    seq: int | None = None
-    t: float | None = None
-    arrived: float | None = None    # perf_counter of the first control not yet consumed
+__all__ = ["LiveFrame", "LiveSession", "LiveSettings"]
 
 
 class LiveSession:
@@ -96,7 +49,7 @@ class LiveSession:
         self._renderer_factory, self._sink, self._events = renderer_factory, sink, events or (lambda e: None)
         self._lock = threading.RLock()           # session, generator, renderer, track
         self._control_lock = threading.Lock()    # pending control (touched at input rate)
-        self._pending = _PendingControl()
+        self._pending = PendingControl()
         self._n_buttons = engine.config.n_buttons
         self.session = engine.new_session()      # previews render latents themselves
         self.playing = False
@@ -106,7 +59,8 @@ class LiveSession:
         self.acked = 0                            # frames acknowledged (a count, not an index)
         self._last_step_start = 0.0
         self._step_times: list[float] = []        # perf_counter of recent step ends, for latent fps
-        self._step_ms = 0.0
+        self._step_ms = self._latency_ms = 0.0
+        self._batch = 0                           # sessions in this session's last forward
         self.recent = RecentFrames()              # what was shown lately, for clip export
         self._to_base()
         self.worker = worker_for(str(engine.device))
@@ -119,14 +73,7 @@ class LiveSession:
         consumed, a nonzero `scroll` is kept until a step consumes it. Codes >= n_buttons are dropped."""
         held = frozenset(code for code in buttons if 0 <= code < self._n_buttons)
         with self._control_lock:
-            pending = self._pending
-            pending.buttons = held
-            pending.mouse[0] += float(mouse[0])
-            pending.mouse[1] += float(mouse[1])
-            pending.scroll = scroll or pending.scroll
-            pending.seq, pending.t = seq, t
-            if pending.arrived is None:
-                pending.arrived = time.perf_counter()
+            self._pending.add(held, mouse, scroll, seq, t)
 
     def ack(self, ordinal: int) -> None:
         """The client has shown frame `ordinal`: every frame up to it is no longer in flight."""
@@ -199,7 +146,10 @@ class LiveSession:
         self.worker.detach(self)   # returns after its step in progress: a script may exit right after
 
     def status(self) -> dict:
-        """Counters for the HUD (read without the step lock: may be one step stale)."""
+        """Counters for the HUD (read without the step lock: may be one step stale). Per session, also
+        when batched: `latent_fps` counts this session's frames, `step_ms` is the wall time of its last
+        step (the whole batched forward it shared), `latency_ms` step start to frame handed over,
+        `batch` how many sessions shared that forward, `device_sessions` how many the device serves."""
         now = time.perf_counter()
         recent = [t for t in self._step_times if now - t < 2.0]
         span = recent[-1] - recent[0] if len(recent) > 1 else 0.0
@@ -208,7 +158,9 @@ class LiveSession:
                 "frame_index": self.session.frame_index, "steps": self.steps_since_base,
                 "recorded_frames": len(self.track_frames), "seed": self.seed,
                 "preview": self.settings.preview, "latent_fps": round(fps, 2),
-                "step_ms": round(self._step_ms, 2), "in_flight": self.ordinal - self.acked,
+                "step_ms": round(self._step_ms, 2), "latency_ms": round(self._latency_ms, 2),
+                "batch": self._batch, "device_sessions": self.worker.attached,
+                "in_flight": self.ordinal - self.acked,
                 "max_in_flight": self.settings.max_in_flight, "max_fps": self.settings.max_fps,
                 "compile": self.session.engine.compile_status}
 
@@ -222,41 +174,77 @@ class LiveSession:
         return 0.0
 
     def tick(self) -> None:
-        """Generate one latent from the pending control, render, encode and hand it to the sink."""
-        with self._lock:
+        """Generate one latent from the pending control alone, render, encode and hand it to the sink."""
+        step = self.begin_step()
+        if step is None:
+            return
+        try:
+            start = time.perf_counter()
+            latent = self.session.step(step.controls, generator=step.generator)
+        except BaseException:
+            self.abandon_step(step)
+            raise
+        self.finish_step(step, latent, start, time.perf_counter())
+
+    def begin_step(self) -> LiveStep | None:
+        """Claim the next step (None when blocked): takes the pending control and holds the step lock
+        until `finish_step` or `abandon_step`, which the same thread must call. Between the two the
+        caller steps `self.session` once with the step's controls and generator, alone or batched."""
+        self._lock.acquire()
+        try:
             if self.wait_time(time.perf_counter()) is None:
-                return
+                self._lock.release()
+                return None
             controls, seq, t_client, arrived = self._take_control()
             if self._renderer_stale:
                 self._renderer_stale = False
                 self.renderer = self._renderer_factory(self.settings.preview)
-            start = self._last_step_start = time.perf_counter()
-            latent = self.session.step(controls, generator=self.generator)
-            stepped = time.perf_counter()
-            recorded = self.recording and len(self.track_frames) < MAX_TRACK_FRAMES
-            if recorded:
-                self.track_frames.append(controls)
-            elif self.recording:
-                self.recording = False           # the track is full: stop, keep what fits
-            self.steps_since_base += 1
-            frames = self.renderer.render(latent)
-            if self.guard is not None:
-                frames = self._redirect_if_flagged(frames)
-            rendered = time.perf_counter()
-            settings = self.settings
-            images = [encode_image(frame, settings.format, settings.quality, settings.max_width,
-                                   settings.max_height) for frame in frames]
-            encoded = time.perf_counter()
-            self.recent.add(images, encoded)
-            frame = LiveFrame(self.ordinal, self.session.frame_index - 1, latent, images, MIME[settings.format],
-                              seq, t_client, 1000 * (start - arrived) if arrived is not None else 0.0,
-                              1000 * (stepped - start), 1000 * (rendered - stepped), 1000 * (encoded - rendered),
-                              recorded)
-            with self._control_lock:
-                self.ordinal += 1
-            self._step_ms = 1000 * (stepped - start)
-            self._step_times = [t for t in self._step_times[-63:] if encoded - t < 2.0] + [encoded]
+        except BaseException:
+            self._lock.release()
+            raise
+        return LiveStep(controls, self.generator, seq, t_client, arrived)
+
+    def abandon_step(self, step: LiveStep) -> None:
+        """The claimed step did not run (its world and generator are as they were): release the lock."""
+        self._lock.release()
+
+    def finish_step(self, step: LiveStep, latent: torch.Tensor, start: float, stepped: float,
+                    batch: int = 1) -> None:
+        """The world stepped (from perf_counter `start` to `stepped`, in a forward of `batch` sessions)
+        into `latent` [C, h, w] float32 CPU: record, render, encode, release the lock, hand the frame over."""
+        try:
+            frame = self._frame(step, latent, start, stepped, batch)
+        finally:
+            self._lock.release()
         self._sink(frame)
+
+    def _frame(self, step: LiveStep, latent, start: float, stepped: float, batch: int) -> LiveFrame:
+        self._last_step_start = start
+        recorded = self.recording and len(self.track_frames) < MAX_TRACK_FRAMES
+        if recorded:
+            self.track_frames.append(step.controls)
+        elif self.recording:
+            self.recording = False           # the track is full: stop, keep what fits
+        self.steps_since_base += 1
+        began_render = time.perf_counter()   # later than `stepped` when others of the batch rendered first
+        frames = self.renderer.render(latent)
+        if self.guard is not None:
+            frames = self._redirect_if_flagged(frames)
+        rendered = time.perf_counter()
+        settings = self.settings
+        images = [encode_image(frame, settings.format, settings.quality, settings.max_width,
+                               settings.max_height) for frame in frames]
+        encoded = time.perf_counter()
+        self.recent.add(images, encoded)
+        waited = 1000 * (start - step.arrived) if step.arrived is not None else 0.0
+        frame = LiveFrame(self.ordinal, self.session.frame_index - 1, latent, images, MIME[settings.format],
+                          step.seq, step.t_client, waited, 1000 * (stepped - start), 1000 * (rendered - began_render),
+                          1000 * (encoded - rendered), recorded, batch, 1000 * (encoded - start))
+        with self._control_lock:
+            self.ordinal += 1
+        self._step_ms, self._latency_ms, self._batch = frame.step_ms, frame.latency_ms, batch
+        self._step_times = [t for t in self._step_times[-63:] if encoded - t < 2.0] + [encoded]
+        return frame
 
     def fail(self, error: BaseException) -> None:
         """A step raised: pause and tell the client (the server and other sessions go on)."""
@@ -275,7 +263,7 @@ class LiveSession:
         if self.guard is not None:
             self.guard.reset(self.session.snapshot())
         with self._control_lock:
-            self._pending = _PendingControl(buttons=self._pending.buttons)
+            self._pending = PendingControl(buttons=self._pending.buttons)
 
     def _redirect_if_flagged(self, frames):
         """Safety redirect: a flagged step restores the guard's last clean world and shows black;
@@ -290,11 +278,8 @@ class LiveSession:
     def _take_control(self):
         with self._control_lock:
             pending = self._pending
-            mouse = tuple(max(-MOUSE_LIMIT, min(MOUSE_LIMIT, m)) for m in pending.mouse)
-            controls = Controls(pending.buttons, mouse, pending.scroll)
-            taken = (controls, pending.seq, pending.t, pending.arrived)
-            self._pending = _PendingControl(buttons=pending.buttons)
-        return taken
+            self._pending = PendingControl(buttons=pending.buttons)
+        return pending.controls(), pending.seq, pending.t, pending.arrived
 
     def _emit_status(self) -> None:
         self._events(self.status())

@@ -1,7 +1,15 @@
 """One stepping thread per device, shared by that device's live sessions (`worldengine.live.session`).
 
-A worker runs whichever attached session may step now (`wait_time(now) == 0`), round-robin, and
-sleeps until the soonest one may; a session that raises is failed alone and the thread goes on.
+Each pass the worker takes every attached session that may step now (`wait_time(now) == 0`, at most
+MAX_BATCH, the first of them rotating), and steps those of one engine together: one
+`engine.step_many` call, one forward per denoise pass and cache pass for all of them, each session
+with its own controls, noise generator and frame counter. Then each renders and hands its frame
+over. It sleeps until the soonest session may step. A session whose client does not keep up is
+simply not due (its unacknowledged frames reached `max_in_flight`): it drops out of the batch while
+the others go on, and its input keeps coalescing (latest control wins) until it is due again.
+A session that raises is failed alone: when a batch raises, its sessions step again one by one from
+the same noise, so only the one at fault fails. Objects with only `tick` (the `LiveSession`
+protocol below) step alone.
 At interpreter exit (`atexit`) every worker is stopped and joined: a thread still inside a torch op
 while the interpreter finalizes aborts the process ("terminate called without an active exception").
 """
@@ -12,20 +20,24 @@ import threading
 import time
 from typing import Protocol
 
+MAX_BATCH = 8   # sessions per pass: the batch stepper's largest shape bucket (worldengine.batch.BUCKETS)
+
 
 class LiveSession(Protocol):
     """What the worker needs of a live session (`worldengine.live.session.LiveSession` is one)."""
 
     def wait_time(self, now: float) -> float: ...
 
-    def tick(self) -> None: ...
+    def tick(self) -> None: ...   # one step alone; a session may also offer begin_step/finish_step/
+                                  # abandon_step plus `engine` and `session` to be batched (LiveSession does)
 
     def fail(self, error: BaseException) -> None: ...
 
 
 class DeviceWorker:
-    """The one stepping thread of a device: runs whichever attached session may step, round-robin.
-    The thread starts with the first session attached and ends when the last one detaches."""
+    """The one stepping thread of a device: steps the attached sessions that may step, batched per
+    engine. The thread starts with the first session attached and ends when the last one detaches.
+    `steps` counts session steps, `passes` worker passes, `last_batch` the sessions of the last pass."""
 
     def __init__(self, device: str):
         self.device = device
@@ -34,9 +46,9 @@ class DeviceWorker:
         self._thread: threading.Thread | None = None
         self._last_thread: threading.Thread | None = None   # kept until joined (stop)
         self._stopped = False
-        self._running: LiveSession | None = None   # the session whose tick runs now
+        self._running: tuple = ()   # the sessions whose step runs now
         self._turn = 0
-        self.steps = 0
+        self.steps = self.passes = self.last_batch = 0
 
     def attach(self, live: LiveSession) -> None:
         from worldengine.errors import WaypointError
@@ -56,7 +68,7 @@ class DeviceWorker:
             if live in self._sessions:
                 self._sessions.remove(live)
             self._cond.notify_all()
-            while self._running is live and threading.current_thread() is not self._last_thread:
+            while live in self._running and threading.current_thread() is not self._last_thread:
                 self._cond.wait()
 
     def wake(self) -> None:
@@ -77,19 +89,26 @@ class DeviceWorker:
     def alive(self) -> bool:
         return self._thread is not None
 
-    def _pick(self):
-        """(session to run now or None, seconds to wait when none)."""
-        now, delays = time.perf_counter(), []
+    @property
+    def attached(self) -> int:
+        return len(self._sessions)
+
+    def _due(self):
+        """(sessions to step now, first-turn first, at most MAX_BATCH; seconds to wait when none)."""
+        now, due, delays = time.perf_counter(), [], []
         count = len(self._sessions)
         for offset in range(count):
             live = self._sessions[(self._turn + offset) % count]
             wait = live.wait_time(now)
             if wait == 0.0:
-                self._turn = (self._turn + offset + 1) % count
-                return live, 0.0
-            if wait is not None:
+                due.append(live)
+            elif wait is not None:
                 delays.append(wait)
-        return None, min(delays) if delays else 1.0
+        due = due[:MAX_BATCH]
+        if due:   # who renders and hands over first (and who waits when more than MAX_BATCH are due) rotates
+            self._turn = (self._sessions.index(due[-1]) + 1) % count if len(due) == MAX_BATCH else \
+                (self._turn + 1) % count
+        return due, min(delays) if delays else 1.0
 
     def _run(self) -> None:
         while True:
@@ -97,20 +116,89 @@ class DeviceWorker:
                 if not self._sessions or self._stopped:
                     self._thread = None
                     return
-                live, delay = self._pick()
-                if live is None:
+                due, delay = self._due()
+                if not due:
                     self._cond.wait(timeout=delay)
                     continue
-                self._running = live
+                self._running = tuple(due)
             try:
-                live.tick()
-                self.steps += 1
-            except Exception as err:  # noqa: BLE001 - one session's failure must not stop the device
-                live.fail(err)
+                self.steps += step_together(due)
+                self.passes += 1
+                self.last_batch = len(due)
             finally:
                 with self._cond:
-                    self._running = None
+                    self._running = ()
                     self._cond.notify_all()
+
+
+def step_together(lives) -> int:
+    """Step `lives` once each (every one due): those sharing an engine in one batch; returns how many
+    stepped. Never raises for a session's fault: that session is failed (`fail`) and the rest go on."""
+    groups: dict[int, list] = {}
+    for live in lives:
+        key = id(live.engine) if hasattr(live, "begin_step") else id(live)
+        groups.setdefault(key, []).append(live)
+    stepped = 0
+    for group in groups.values():
+        if not hasattr(group[0], "begin_step"):
+            stepped += _guarded(group[0], group[0].tick)
+            continue
+        claimed = []
+        for live in group:
+            try:
+                step = live.begin_step()
+            except Exception as err:  # noqa: BLE001 - one session's failure must not stop the device
+                live.fail(err)
+                continue
+            if step is not None:
+                claimed.append((live, step))
+        stepped += _step_claimed(claimed)
+    return stepped
+
+
+def _step_claimed(claimed) -> int:
+    """One forward per pass for every claimed (live, step) (the engine's own single step for one)."""
+    if not claimed:
+        return 0
+    states = [step.generator.get_state() for _, step in claimed]
+    start = time.perf_counter()
+    try:
+        if len(claimed) == 1:
+            live, step = claimed[0]
+            latents = [live.session.step(step.controls, generator=step.generator)]
+        else:
+            engine = claimed[0][0].engine
+            if not _batch_ready(engine, claimed):
+                return sum(_step_claimed([pair]) for pair in claimed)
+            latents = engine.step_many([(live.session, step.controls, step.generator) for live, step in claimed])
+    except Exception as err:  # noqa: BLE001 - find the session at fault: each again alone, same noise
+        if len(claimed) == 1:
+            claimed[0][0].abandon_step(claimed[0][1])
+            claimed[0][0].fail(err)
+            return 0
+        for (_, step), state in zip(claimed, states):
+            step.generator.set_state(state)
+        return sum(_step_claimed([pair]) for pair in claimed)
+    stepped = time.perf_counter()
+    for (live, step), latent in zip(claimed, latents):
+        _guarded(live, live.finish_step, step, latent, start, stepped, len(claimed))
+    return len(claimed)
+
+
+def _batch_ready(engine, claimed) -> bool:
+    """False while a compiled engine builds this batch size's graph (in the background): step alone."""
+    from worldengine.batch import batch_ready
+    return batch_ready(engine, len(claimed), claimed[0][0].session.prompt_context)
+
+
+def _guarded(live, call, *args) -> int:
+    """1 when `call(*args)` ran; 0 (and `live` failed) when it raised."""
+    try:
+        call(*args)
+        return 1
+    except Exception as err:  # noqa: BLE001 - one session's failure must not stop the device
+        live.fail(err)
+        return 0
 
 
 _workers: dict[str, DeviceWorker] = {}
@@ -121,7 +209,7 @@ def shutdown_workers(timeout: float = 5.0) -> bool:
     """Stop and join every device worker (registered with atexit); True when all threads ended."""
     with _workers_lock:
         workers = list(_workers.values())
-    return all([worker.stop(timeout) for worker in workers])
+    return all([worker.stop(timeout) for worker in workers])   # noqa: C419 - stop every one, no short cut
 
 
 atexit.register(shutdown_workers)
