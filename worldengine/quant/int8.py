@@ -63,18 +63,21 @@ class Int8Linear(QuantLinearBase):
         super().__init__(*args, **kwargs)
         self.register_buffer("weight_packed", None, persistent=False)
         self.register_buffer("weight_zero_point", None, persistent=False)
+        self.f32_gemm = False
 
     def prepare(self, rows_hint: int | None = None, kernel: str | None = None) -> None:
         """On CPU, pack the weight once for oneDNN (`worldengine.quant.onednn`), tuned for ``rows_hint``
         activation rows, when oneDNN is the faster int8 kernel measured here (`measured_kernel`), or
-        when ``kernel="onednn"`` asks for it; ``kernel="int_mm"`` keeps ``torch._int_mm``. The pack holds
-        the same int8 values, so the plain ``weight_q`` is dropped (int8 keeps half of bf16's bytes);
-        `stored_weight` and the state dict read it back."""
+        when ``kernel="onednn"`` asks for it; ``kernel="int_mm"`` keeps ``torch._int_mm``, ``kernel="f32"``
+        widens to an fp32 GEMM (where the CPU has no fast int8 GEMM). The pack holds the same int8
+        values, so the plain ``weight_q`` is dropped (int8 keeps half of bf16's bytes); `stored_weight`
+        and the state dict read it back."""
         if self.weight_q is None or self.weight_q.device.type != "cpu":
             return
         if kernel is None:
             kernel = measured_kernel(self.in_features, self.out_features, rows_hint, torch.float32,
-                                     among=("int_mm", "onednn"))
+                                     among=INT8_KERNELS)
+        self.f32_gemm = kernel == "f32"
         if kernel == "onednn" and onednn.available():
             self.weight_packed = onednn.pack_weight(self.weight_q, rows_hint)
             self.weight_zero_point = torch.zeros(self.out_features, dtype=torch.int64)
@@ -104,6 +107,12 @@ class Int8Linear(QuantLinearBase):
         if self.weight_packed is not None:
             return onednn.int8_mm_packed(q, self.weight_packed, self.weight_scale,
                                               self.weight_zero_point) * act_scale
+        if self.f32_gemm and not q.is_cuda:
+            # CPUs without an int8 GEMM worth the name (AVX2 only: `_int_mm` ran at 1 GOP/s, fp32 at 48
+            # GFLOP/s): the same integer products in an fp32 GEMM, exact while partial sums stay
+            # below 2**24; the weight stays int8 in memory and is widened per call.
+            acc = F.linear(q.float(), self.weight_q.float())
+            return acc * act_scale * self.weight_scale
         if q.is_cuda and rows < CUDA_MIN_ROWS:
             # Padding rows are zeros: they cost a few wasted rows and are sliced off below.
             q = F.pad(q, (0, 0, 0, CUDA_MIN_ROWS - rows))
@@ -132,16 +141,19 @@ QUANT_CLASSES = {"int8": Int8Linear, "int8wo": Int8WeightOnlyLinear, "fp8": Fp8L
 # Row counts of the timing probe: the layer's own (tokens per frame) rounded up to a power of two,
 # at most this many; GEMM time grows about linearly in rows beyond it for every kernel.
 PROBE_MAX_ROWS = 128
+# CPU int8 GEMMs an `Int8Linear` can run on ("f32": its int8 values widened to an fp32 GEMM).
+INT8_KERNELS = ("f32", "int_mm", "onednn")
 
 
 def measured_kernel(in_features: int, out_features: int, rows: int | None, dtype: torch.dtype,
-                    among=("float", "int_mm", "onednn")) -> str:
+                    among=("float",) + INT8_KERNELS) -> str:
     """The fastest of a CPU layer's kernels for this shape class, measured on whole layer forwards.
 
-    "float": ``F.linear`` in ``dtype``; "int_mm": `Int8Linear` on ``torch._int_mm``; "onednn": on a
-    prepacked weight (timed only where `select.onednn_is_real_kernel`). Layer forwards, not bare GEMMs,
-    so the per-token quantization and the epilogue count against int8. Cached per process by
-    (rows bucket, in, out, dtype); `among` limits the answer to some of them (timings are shared).
+    "float": ``F.linear`` in ``dtype``; "f32": `Int8Linear` widening its int8 operands to an fp32 GEMM;
+    "int_mm": `Int8Linear` on ``torch._int_mm``; "onednn": on a prepacked weight (timed only where
+    `select.onednn_is_real_kernel`). Layer forwards, not bare GEMMs, so the per-token quantization
+    and the epilogue count against int8. Cached per process by (rows bucket, in, out, dtype);
+    `among` limits the answer to some of them (timings are shared).
     """
     rows = min(PROBE_MAX_ROWS, 1 << max(0, (rows or PROBE_MAX_ROWS) - 1).bit_length())
     key = ("linear", rows, in_features, out_features, str(dtype).removeprefix("torch."))
@@ -153,6 +165,8 @@ def _probe_calls(in_features: int, out_features: int, rows: int, dtype: torch.dt
     linear = nn.Linear(in_features, out_features).to(dtype)
     x = torch.randn(rows, in_features, generator=generator).to(dtype)
     calls = {"float": lambda: linear(x)}
+    f32 = Int8Linear.from_linear(linear, rows, kernel="f32")
+    calls["f32"] = lambda: f32(x)
     int_mm = Int8Linear.from_linear(linear, rows, kernel="int_mm")
     calls["int_mm"] = lambda: int_mm(x)
     if select.onednn_is_real_kernel():
