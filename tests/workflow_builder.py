@@ -1,10 +1,10 @@
 """Writes the example workflows in workflows/ (UI format, as the ComfyUI frontend saves them).
 
-    python tests/workflow_builder.py        # rewrite workflows/rollout_60_frames.json, img2img_loop.json
+    python tests/workflow_builder.py        # rewrite rollout_60_frames.json, img2img_loop.json, live_play.json
 
 Socket lists come from the pack's own node classes, so the files follow the nodes when they change;
-the end-to-end test checks every shipped workflow against a running ComfyUI. (live_play.json is
-written by the live-play part of the pack.)
+the end-to-end test checks every shipped workflow against a running ComfyUI, tests/test_web.py that
+they are the generated ones, that no wire runs behind a node and that each explains itself.
 """
 from __future__ import annotations
 
@@ -144,7 +144,30 @@ def img2img_loop() -> Graph:
     return g
 
 
-WORKFLOWS = {"rollout_60_frames": rollout_60_frames, "img2img_loop": img2img_loop}
+def live_play() -> Graph:
+    """Seed image -> Live Play (drive the world inside the node) -> Step World replays what was played ->
+    saved frames. The widget sits below the world line, so the seed world's wire to Step World passes
+    above it. Node ids 4 (Live Play) and 5 (Step World) are what tests/test_browser.py drives."""
+    g = Graph("Waypoint: live play inside ComfyUI -> replay what you played -> saved frames")
+    g.add(1, "WaypointLoad", (40, 60), [MODEL, "auto", "auto", "auto", "auto", ""], size=(340, 200))
+    g.add(2, "LoadImage", (40, 320), ["example.png", "image"], size=(340, 320))
+    g.note(8, (40, 700), "1. Queue once: the Live Play node gets the seed world.\n2. Click its picture and press "
+           "Play: W A S D + mouse drive the world, Esc releases keyboard and mouse.\n3. Queue again: Step World "
+           "replays exactly what you played and the frames are saved.\n\nAny Waypoint-1.5 model; without its "
+           "weights Load Waypoint runs the offline toy world and says so on the node.")
+    g.add(3, "WaypointSeedFrame", (420, 60), ["crop"], size=(300, 100), engine=(1, 0), image=(2, 0))
+    g.add(4, "WaypointLivePlay", (760, 260), [0, "fixed", "auto"], size=(560, 500), world=(3, 0))
+    g.add(5, "WaypointStepWorld", (1360, 60), [0, -1, "fixed"], size=(320, 150),
+          title="Step World (replays what you played)", world=(3, 0), controls=(4, 0))
+    g.add(6, "WaypointDecodeLatent", (1720, 60), [0], size=(320, 90), latents=(5, 1))
+    g.add(7, "SaveImage", (2080, 60), ["waypoint/live_play"], size=(400, 420), images=(6, 0))
+    g.group("1. Queue once", 1, 2, 8, 3)
+    g.group("2. Click, Play, drive (Esc releases)", 4, color="#8a6d3b")
+    g.group("3. Queue again: the replay is saved", 5, 6, 7)
+    return g
+
+
+WORKFLOWS = {"rollout_60_frames": rollout_60_frames, "img2img_loop": img2img_loop, "live_play": live_play}
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ const NODE_TYPE = "WaypointLivePlay";
 const MOUSE_UNIT = 0.01;            // 1 px of mouse motion at sensitivity 1 = 0.01 model mouse units
 const MOUSE_FLUSH_MS = 1000 / 120;  // mouse motion is sent at most 120 times a second
 const MAX_SUB_SPACING_MS = 100;     // decoded latents carry 4 frames: spread over the latent interval
+const COMPILE_POLL_MS = 2000;       // how often the HUD asks for the compile status while it compiles
 
 // While a widget captures input, every key event is handled here first: a capture listener on window,
 // added when this module loads (before ComfyUI's own keybinding listeners), that stops the event, so
@@ -357,16 +358,34 @@ class LiveWidget {
     const lines = [
       `latent ${fmt(s.latent_fps)} fps  shown ${fmt(this.stats.drawnRate.perSecond())} fps  ` +
         `ctrl ${fmt(this.stats.controls.perSecond())}/s`,
-      `input→frame p50 ${p50 === null ? "–" : p50.toFixed(0) + " ms"}  step ${fmt(s.step_ms)} ms`,
+      `input→frame p50 ${p50 === null ? "–" : p50.toFixed(0) + " ms"}  step ${fmt(s.step_ms)} ms` +
+        (s.compile ? `  (${s.compile})` : ""),
       `frame ${s.frame_index ?? "–"}  rec ${s.recording ? "●" : "○"} ${s.recorded_frames ?? 0}  ` +
         `${captured === this ? "[captured: Esc releases]" : ""}`,
     ];
     this.hud.textContent = lines.join("\n");
+    this.refreshCompileStatus(s);
     if (this.queued) this.hud.append(el("div", { className: "info", textContent: this.queuedLine() }));
     if (this.message) {
       const isInfo = /^(snapshot|clip):/.test(this.message);
       this.hud.append(el("div", { className: isInfo ? "info" : "error", textContent: this.message }));
     }
+  }
+
+  // Status events come on play/pause/reset, not per frame: while the model compiles in the background
+  // (status.compile "eager, compiling…"), ask the node's status route now and then so the HUD shows the
+  // switch to "compiled" (or the compile failure) when it happens.
+  refreshCompileStatus(s) {
+    const now = performance.now();
+    if (!String(s.compile ?? "").includes("compiling") || this.compilePoll > now || this.destroyed) return;
+    this.compilePoll = now + COMPILE_POLL_MS;
+    api.fetchApi(`/waypoint/live/${encodeURIComponent(this.node.id)}`)
+      .then((response) => (response.ok ? response.json() : null))
+      .then((info) => {
+        const compile = info?.live?.compile;
+        if (compile && this.status.compile !== compile) this.status = { ...this.status, compile };
+      })
+      .catch(() => {});
   }
 
   // What the last queue output, and whether the recording changed since (Reset, more play).
