@@ -10,8 +10,8 @@ import time
 
 import pytest
 import torch
-
 from live_helpers import SMALL
+
 from worldengine import Controls, load_engine
 from worldengine.batch import stepper_for
 from worldengine.live.frames import LatentPreview
@@ -55,7 +55,7 @@ class Player:
     def __init__(self, engine, base, seed, index, ack=True, stop_after=None, **settings):
         self.frames, self.events, self.ack, self.index, self.stop_after = [], [], ack, index, stop_after
         self.cond = threading.Condition()
-        preview = lambda name: LatentPreview(engine.config.latent_shape[0])  # noqa: E731
+        preview = lambda name: LatentPreview(engine.config.latent_shape[0])
         self.live = LiveSession(engine, base, seed, preview, self.sink, self.events.append,
                                 settings=LiveSettings(**settings))
         self.press(0)
@@ -240,3 +240,16 @@ def test_the_batch_workspaces_count_in_the_memory_estimate(engine, base):
     workspaces = stepper_for(engine).nbytes()
     assert workspaces > 0 and after["batch"] == workspaces >= before["batch"]
     assert after["total"] == sum(v for k, v in after.items() if k != "total")
+
+
+def test_live_bench_measures_both_modes_in_one_run(engine):
+    """`python -m worldengine.live.bench`'s measurement: every player plays in both modes (figures only,
+    no speed asserted), and the worker is left batching."""
+    from worldengine.live.bench import MODES, measure
+    with one_thread():
+        figures = measure(engine, sessions=2, seconds=0.8, rounds=1)
+    for mode in MODES:
+        assert figures[mode]["aggregate_latent_fps"] > 0 and all(f > 0 for f in figures[mode]["per_session_latent_fps"])
+        assert 0 < figures[mode]["latency_ms_p50"] <= figures[mode]["latency_ms_p99"]
+    from worldengine.live.worker import MAX_BATCH, worker_for
+    assert worker_for(str(engine.device)).max_batch == MAX_BATCH

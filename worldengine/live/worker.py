@@ -37,7 +37,8 @@ class LiveSession(Protocol):
 class DeviceWorker:
     """The one stepping thread of a device: steps the attached sessions that may step, batched per
     engine. The thread starts with the first session attached and ends when the last one detaches.
-    `steps` counts session steps, `passes` worker passes, `last_batch` the sessions of the last pass."""
+    `steps` counts session steps, `passes` worker passes, `last_batch` the sessions of the last pass;
+    `max_batch` (default MAX_BATCH) caps the sessions of one pass: 1 steps them one by one, round-robin."""
 
     def __init__(self, device: str):
         self.device = device
@@ -49,6 +50,7 @@ class DeviceWorker:
         self._running: tuple = ()   # the sessions whose step runs now
         self._turn = 0
         self.steps = self.passes = self.last_batch = 0
+        self.max_batch = MAX_BATCH
 
     def attach(self, live: LiveSession) -> None:
         from worldengine.errors import WaypointError
@@ -94,7 +96,7 @@ class DeviceWorker:
         return len(self._sessions)
 
     def _due(self):
-        """(sessions to step now, first-turn first, at most MAX_BATCH; seconds to wait when none)."""
+        """(sessions to step now, first-turn first, at most max_batch; seconds to wait when none)."""
         now, due, delays = time.perf_counter(), [], []
         count = len(self._sessions)
         for offset in range(count):
@@ -104,10 +106,12 @@ class DeviceWorker:
                 due.append(live)
             elif wait is not None:
                 delays.append(wait)
-        due = due[:MAX_BATCH]
-        if due:   # who renders and hands over first (and who waits when more than MAX_BATCH are due) rotates
-            self._turn = (self._sessions.index(due[-1]) + 1) % count if len(due) == MAX_BATCH else \
-                (self._turn + 1) % count
+        limit = max(1, min(int(self.max_batch), MAX_BATCH))
+        if len(due) > limit:   # the ones left out go first next pass
+            due = due[:limit]
+            self._turn = (self._sessions.index(due[-1]) + 1) % count
+        elif due:              # who renders and hands its frame over first rotates
+            self._turn = (self._turn + 1) % count
         return due, min(delays) if delays else 1.0
 
     def _run(self) -> None:
