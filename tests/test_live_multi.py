@@ -253,3 +253,75 @@ def test_live_bench_measures_both_modes_in_one_run(engine):
         assert 0 < figures[mode]["latency_ms_p50"] <= figures[mode]["latency_ms_p99"]
     from worldengine.live.worker import MAX_BATCH, worker_for
     assert worker_for(str(engine.device)).max_batch == MAX_BATCH
+
+
+# ---- over the ComfyUI route: one Live Play node per player -------------------------------------------
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    from live_helpers import small_live_world
+    return small_live_world(tmp_path_factory)
+
+
+async def _read_frames(ws, frames: list, count: int, timeout: float = 60.0) -> None:
+    """Read (acking every frame) until `count` frames arrived."""
+    import json
+
+    from aiohttp import WSMsgType
+
+    from worldengine.live.protocol import unpack_frame
+    deadline = time.monotonic() + timeout
+    while len(frames) < count:
+        msg = await ws.receive(timeout=max(0.01, deadline - time.monotonic()))
+        assert msg.type in (WSMsgType.BINARY, WSMsgType.TEXT), f"socket ended: {msg.type}"
+        if msg.type == WSMsgType.BINARY:
+            header, _ = unpack_frame(msg.data)
+            frames.append(header)
+            await ws.send_str(json.dumps({"type": "ack", "frame": header["ordinal"]}))
+
+
+def test_players_on_sockets_a_silent_one_and_one_that_vanishes(world, tmp_path, monkeypatch):
+    """Three Live Play nodes on one world, each its own socket: one client stops reading (no acks),
+    one vanishes mid-play; the third keeps getting frames all along, batched while others play."""
+    import asyncio
+
+    from aiohttp import web
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from nodes.live import WaypointLivePlay, bindings
+    from nodes.live import routes as live_routes
+    monkeypatch.chdir(tmp_path)
+    names = ["p1", "p2", "p3"]
+    for index, name in enumerate(names):
+        WaypointLivePlay().bind_world(world, index, "auto", unique_id=name)
+
+    async def scenario():
+        routes = web.RouteTableDef()
+        live_routes.add_routes(routes)
+        app = web.Application()
+        app.add_routes(routes)
+        test_client = TestClient(TestServer(app, host="127.0.0.1"))
+        await test_client.start_server()
+        try:
+            silent, leaving, steady = [await test_client.ws_connect(f"/waypoint/live/{n}/ws") for n in names]
+            for ws in (silent, leaving, steady):
+                await ws.send_str('{"type": "play"}')
+            got = {"leaving": [], "steady": []}
+            await asyncio.gather(_read_frames(leaving, got["leaving"], 8), _read_frames(steady, got["steady"], 8))
+            info = await (await test_client.get("/waypoint/live/p1")).json()
+            assert info["live"]["in_flight"] == info["live"]["max_in_flight"]   # held back, not queued
+            held = info["live"]["steps"]
+            await leaving.close()                    # gone mid-play
+            await _read_frames(steady, got["steady"], 20)
+            info = await (await test_client.get("/waypoint/live/p1")).json()
+            assert info["live"]["steps"] == held     # the silent one never stepped again
+            assert any(h["batch"] > 1 for h in got["steady"]) and got["steady"][-1]["batch"] == 1
+            await silent.close()
+            await steady.close()
+        finally:
+            await test_client.close()
+
+    try:
+        asyncio.run(asyncio.wait_for(scenario(), 120))
+    finally:
+        for name in names:
+            bindings.unbind(name)
