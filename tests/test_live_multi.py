@@ -325,3 +325,40 @@ def test_players_on_sockets_a_silent_one_and_one_that_vanishes(world, tmp_path, 
     finally:
         for name in names:
             bindings.unbind(name)
+
+
+@pytest.mark.slow
+def test_a_compiled_engine_steps_players_alone_until_their_batch_compiled():
+    """Compiling a bucket takes tens of seconds: live play steps the players one by one meanwhile (the
+    compile runs in a background thread), then batched; frames equal each player's own replay."""
+    from worldengine.cli.bench import build_engine, random_state
+    from worldengine.config import config_from_dict
+    from worldengine.synthetic.presets import preset_dict
+    config = config_from_dict({**preset_dict("tiny"), "n_layers": 2, **SMALL})
+    state = random_state(config, seed=3)
+    torch._dynamo.reset()
+    compiled = build_engine(config, state, "cpu", "float32", None, compile=True)
+    world = compiled.new_session()
+    world.append_latent(torch.randn(config.latent_shape, generator=torch.Generator().manual_seed(3)))
+    start = world.snapshot()
+    with one_thread():
+        players = [Player(compiled, start, seed=i, index=i) for i in range(2)]
+        for player in players:
+            player.live.play()
+        players[0].wait(3)
+        assert stepper_for(compiled).warm == {2: "compiling"}
+        assert all(f.batch == 1 for f in players[0].frames[:3])
+        deadline = time.time() + 300
+        while not any(f.batch == 2 for f in players[0].frames[-3:]) and time.time() < deadline:
+            time.sleep(0.5)
+        for player in players:
+            player.live.pause()
+        time.sleep(0.2)
+        for player in players:
+            player.live.close()
+        assert stepper_for(compiled).warm == {2: "ready"}
+        assert any(f.batch == 2 for f in players[0].frames)
+        for player in players:
+            alone = replay_alone(compiled, start, player.live)
+            assert max((f.latent - a).abs().max().item() for f, a in zip(player.frames, alone)) <= 1e-5
+    torch._dynamo.reset()
