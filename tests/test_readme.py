@@ -34,12 +34,12 @@ def offline_env(home: Path) -> dict:
 
 
 def worldengine_commands() -> list[list[str]]:
-    """Every `python -m worldengine ...` simple command in the README's bash blocks, as words."""
+    """Every distinct `python -m worldengine ...` simple command in the README's bash blocks, as words."""
     found = []
     for _, lines in blocks():
         for line in lines:
             if "python -m worldengine" in line:   # (the Install block's URL placeholder is no shell)
-                found += [c for c in commands(line) if c[:3] == ["python", "-m", "worldengine"]]
+                found += [c for c in commands(line) if c[:3] == ["python", "-m", "worldengine"] and c not in found]
     return found
 
 
@@ -82,7 +82,7 @@ def help_text(subcommand: str) -> str:
 def named_flags() -> dict[str, set[str]]:
     """subcommand -> the flags the README gives it: in its commands, and (rollout) in the Run it prose."""
     flags: dict[str, set[str]] = {}
-    for match in re.finditer(r"python -m worldengine ([\w-]+)([^`\n]*)", README):
+    for match in re.finditer(r"python -m worldengine\s+([\w-]+)([^`\n]*)", README):
         flags.setdefault(match.group(1), set()).update(re.findall(r"(?<![\w-])--[\w-]+", match.group(2)))
     run_it = README.split("## Run it", 1)[1].split("\n## ", 1)[0].split("In ComfyUI:", 1)[0]
     flags["rollout"].update(re.findall(r"(?<![\w-])--[a-z][\w-]*", run_it))
