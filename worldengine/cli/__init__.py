@@ -145,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("bench", help="benchmark (see `bench --help`)", add_help=False)
     sub.add_parser("bench-kernels", help="linear kernels side by side, ours vs torchao (see `bench-kernels --help`)",
                    add_help=False)
+    sub.add_parser("serve", help="live worlds for many players on Ray Serve (see `serve --help`)", add_help=False)
     return parser
 
 
@@ -152,6 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["bench"]:
         return cmd_bench(argv[1:])
+    if argv[:1] == ["serve"]:
+        from worldengine.cli.serve import main as serve
+        return serve(argv[1:])
     if argv[:1] == ["bench-kernels"]:
         from worldengine.cli.bench_kernels import main as bench_kernels
         return bench_kernels(argv[1:])

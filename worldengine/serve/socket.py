@@ -107,13 +107,13 @@ async def _send_loop(ws, outbox: Outbox) -> None:
             await ws.send_json(item)
 
 
-async def _status_loop(ws, live_session, outbox: Outbox, counters: dict) -> None:
+async def _status_loop(ws, live_session, outbox: Outbox, counters: dict, extra) -> None:
     while True:
         await asyncio.sleep(STATUS_PERIOD)
         if live_session.closed:   # taken over, node removed, shutdown: an open socket always streams
             await ws.close(message=b"this live session was closed")
             return
-        outbox.put({**live_session.status(), **counters})
+        outbox.put({**live_session.status(), **counters, **extra()})
 
 
 class _Errors:
@@ -162,14 +162,16 @@ async def _handle(message: dict, live_session, outbox: Outbox, files: FileAction
         outbox.put({"type": "export", "path": path})
 
 
-async def drive_socket(ws, live_session, outbox: Outbox, files: FileActions) -> None:
+async def drive_socket(ws, live_session, outbox: Outbox, files: FileActions, extra_status=None) -> None:
     """Serve `live_session` on the prepared websocket `ws` until it closes; `outbox` is the one the
-    session was opened with (its frame sink and event sink)."""
+    session was opened with (its frame sink and event sink). `extra_status()` -> dict adds host fields
+    to every status event (e.g. which replica serves the session)."""
+    extra = extra_status or dict
     counters = {"rejected": 0}
     errors = _Errors(outbox, counters)
     tasks = [asyncio.ensure_future(_send_loop(ws, outbox)),
-             asyncio.ensure_future(_status_loop(ws, live_session, outbox, counters))]
-    outbox.put(live_session.status())
+             asyncio.ensure_future(_status_loop(ws, live_session, outbox, counters, extra))]
+    outbox.put({**live_session.status(), **extra()})
     try:
         async for msg in ws:
             if msg.type == WSMsgType.TEXT:
