@@ -2,13 +2,13 @@
 wp15_tiny oracle checkpoint: every session keeps its own frame counter, ring position, controls and noise."""
 import pytest
 import torch
-
 from oracles import oracle_path
-from worldengine.quant.select import one_thread
+
 from worldengine import Controls, WaypointError, load_engine
 from worldengine.batch import BUCKETS, bucket_for, stepper_for
 from worldengine.cli.bench import build_engine, random_state
 from worldengine.config import config_from_dict
+from worldengine.quant.select import one_thread
 from worldengine.synthetic import tiny_config_dict, write_checkpoint
 from worldengine.synthetic.presets import preset_dict
 
@@ -174,3 +174,20 @@ def test_compiled_batched_forward_never_recompiles_for_new_players():
         expected, _ = unbatched(eager, 3, seeds, frames=3)
     assert (got - expected).abs().max() <= 1e-5
     torch._dynamo.reset()
+
+
+def test_memory_estimate_counts_and_a_move_carries_the_batch_workspaces():
+    from worldengine.memory import move_engine
+    engine = tiny_engine()
+    seeds = torch.randn(2, *engine.config.latent_shape, generator=torch.Generator().manual_seed(5))
+    assert engine.memory_estimate()["batch"] == 0
+    with one_thread():
+        expected, _ = unbatched(engine, 2, seeds, frames=2)
+        batched(engine, 2, seeds, frames=1)
+        workspace = stepper_for(engine).workspaces[2]
+        assert engine.memory_estimate()["batch"] == workspace.nbytes() > 0
+        before = [t.data_ptr() for t in workspace.tensors()]
+        move_engine(engine, "cpu", copy=True)          # an offload and back, reallocating everything
+        assert all(t.data_ptr() != p for t, p in zip(workspace.tensors(), before))
+        got, _ = batched(engine, 2, seeds, frames=2)
+    assert (got - expected).abs().max() <= 1e-5

@@ -113,7 +113,10 @@ class BatchStepper:
     def workspace(self, engine, batch: int) -> BatchWorkspace:
         with self._lock:
             if batch not in self.workspaces:
-                workspace = BatchWorkspace(engine, batch)
+                # Ordinary tensors even when the first call runs in inference mode: an engine move
+                # (worldengine.memory) swaps their storage in place, which inference tensors refuse.
+                with torch.inference_mode(False):
+                    workspace = BatchWorkspace(engine, batch)
                 if self.cuda_graphs:   # fixed addresses: replays never re-record for new sessions
                     for tensor in workspace.tensors():
                         torch._dynamo.mark_static_address(tensor, guard=False)
