@@ -14,11 +14,16 @@ import torch
 
 from worldengine import Controls, load_engine
 from worldengine.errors import WaypointError
+from worldengine.live.frames import LatentPreview, encode_image, fit_size
+from worldengine.live.protocol import (
+    MAX_MESSAGE_BYTES,
+    ProtocolError,
+    pack_frame,
+    parse_message,
+    unpack_frame,
+)
 from worldengine.live.session import LiveSession, LiveSettings
 from worldengine.live.worker import worker_for
-from worldengine.live.frames import LatentPreview, encode_image, fit_size
-from worldengine.live.protocol import (MAX_MESSAGE_BYTES, ProtocolError, pack_frame, parse_message,
-                                       unpack_frame)
 
 # Latent 32x4x8 with the real-size TAEHV (frames 64x128): fast enough to seed through the AE.
 SMALL = {"height": 2, "width": 4, "tokens_per_frame": 8}
@@ -69,7 +74,7 @@ class Collector:
 
 def start_live(engine, base, seed=11, auto_ack=True, **settings):
     collector = Collector(auto_ack)
-    preview = lambda name: LatentPreview(engine.config.latent_shape[0])  # noqa: E731
+    preview = lambda name: LatentPreview(engine.config.latent_shape[0])
     live = LiveSession(engine, base, seed, preview, collector.sink, collector.event,
                        settings=LiveSettings(**settings))
     collector.live = live
@@ -285,8 +290,8 @@ def seeded_world(model_dir):
 
 def test_node_outputs_the_played_track_and_step_world_replays_it(model_dir):
     from nodes import NODE_CLASS_MAPPINGS
-    from nodes.live import bindings as live_nodes
     from nodes.core import WaypointStepWorld
+    from nodes.live import bindings as live_nodes
 
     assert "WaypointLivePlay" in NODE_CLASS_MAPPINGS
     world = seeded_world(model_dir)
@@ -352,7 +357,8 @@ def test_export_clip_writes_what_was_shown(engine, base, tmp_path):
 
 
 def test_old_bindings_are_forgotten(model_dir):
-    from nodes.live import WaypointLivePlay, bindings as live_nodes
+    from nodes.live import WaypointLivePlay
+    from nodes.live import bindings as live_nodes
     world = seeded_world(model_dir)
     node = WaypointLivePlay()
     for index in range(live_nodes.MAX_BINDINGS + 3):
