@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import importlib.util
 import io
 import json
 import os
@@ -17,11 +18,9 @@ import struct
 import time
 from collections import Counter
 
+import aiohttp
 import pytest
-
-pytest.importorskip("ray.serve", reason="Ray Serve is not installed (pip install -e \".[serve]\")")
-aiohttp = pytest.importorskip("aiohttp")
-
+import yaml
 from PIL import Image
 
 from worldengine.config import load_config
@@ -29,6 +28,8 @@ from worldengine.live.protocol import unpack_frame
 from worldengine.paths import TOY_MODEL_DIR
 
 PER_REPLICA = 2
+needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
+                               reason="Ray Serve is not installed (pip install -e \".[serve]\")")
 
 
 def free_port() -> int:
@@ -117,6 +118,7 @@ async def connect(session, url, name) -> Player:
     return Player(name, await session.ws_connect(f"{url}/waypoint/live/{name}/ws"))
 
 
+@needs_ray
 def test_four_players_two_replicas_sticky_full_and_a_vanishing_client(served):
     url, port = served
 
@@ -176,6 +178,7 @@ async def admitted(http, url, name, timeout=30.0) -> Player:
         await asyncio.sleep(0.5)
 
 
+@needs_ray
 def test_shutdown_is_clean(served):
     """After stop(), the port no longer answers and no Ray instance is left in this process."""
     import ray
@@ -186,3 +189,41 @@ def test_shutdown_is_clean(served):
     assert not ray.is_initialized()
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
+
+
+def test_serve_options_are_checked_with_clear_errors():
+    from worldengine.errors import WaypointError
+    from worldengine.serve.config import ServeConfig
+
+    assert ServeConfig.from_dict({"max_sessions": "3", "replicas": 2}).replicas == "2"   # config files give text
+    for bad, words in (({"max_session": 3}, "unknown serve option(s) ['max_session']"),
+                       ({"max_sessions": 0}, "max_sessions must be an integer in [1, 64]"),
+                       ({"max_sessions": "many"}, "max_sessions must be a int"),
+                       ({"replicas": "lots"}, "replicas must be 'auto' or an integer"),
+                       ({"quant": "int4"}, "int4")):
+        with pytest.raises(WaypointError, match=None) as caught:
+            ServeConfig.from_dict(bad)
+        assert words in str(caught.value), (bad, str(caught.value))
+
+
+@needs_ray
+def test_write_config_is_a_valid_serve_deploy_file_that_builds(tmp_path):
+    """`serve --write-config` gives what `serve deploy` takes; its args build the same deployment."""
+    from ray.serve.schema import ServeDeploySchema
+
+    from worldengine.cli import main
+    from worldengine.serve.config import ServeConfig
+    from worldengine.serve.ray_app import build_app, deployment_options
+
+    path = tmp_path / "serve.yaml"
+    assert main(["serve", str(TOY_MODEL_DIR), "--max-sessions", "3", "--min-replicas", "1", "--max-replicas", "4",
+                 "--host", "0.0.0.0", "--write-config", str(path)]) == 0
+    schema = ServeDeploySchema.model_validate(yaml.safe_load(path.read_text()))
+    app = schema.applications[0]
+    assert app.import_path == "worldengine.serve.ray_app:build_app" and schema.http_options.host == "0.0.0.0"
+    options = deployment_options(ServeConfig.from_dict(app.args))
+    assert options["max_ongoing_requests"] == 4   # 3 sessions + the socket told "full"
+    scaling = options["autoscaling_config"]
+    assert (scaling["min_replicas"], scaling["max_replicas"], scaling["target_ongoing_requests"]) == (1, 4, 2.25)
+    assert "num_replicas" not in options
+    assert build_app(app.args) is not None
