@@ -157,6 +157,26 @@ def test_a_client_that_stops_acking_does_not_stall_the_others(engine, base, batc
     assert stalled.frames[2].frame_index == stalled.frames[1].frame_index + 1
 
 
+def test_a_player_busy_in_another_thread_sits_out_without_holding_the_others(engine, base, batch_sizes):
+    """While one session's step lock is held elsewhere (what writing its snapshot or a reset holds),
+    the worker steps the other players; the busy one steps again once released."""
+    with one_thread():
+        players = [Player(engine, base, seed=i, index=i) for i in range(3)]
+        busy = players[0]
+        for player in players:
+            player.live.play()
+        busy.wait(3)
+        with busy.live._lock:
+            held = len(busy.frames)
+            for player in players[1:]:
+                player.wait(len(player.frames) + 15, timeout=20)
+            assert len(busy.frames) == held
+        busy.wait(held + 3)
+        for player in players:
+            player.live.close()
+    assert 2 in batch_sizes and 3 in batch_sizes
+
+
 def test_closing_players_mid_step_is_safe(engine, base, batch_sizes, monkeypatch):
     """One player is closed from another thread while a batched step runs, one from inside another
     player's sink (the stepping thread); the rest keep playing and nothing steps a closed session."""

@@ -186,11 +186,14 @@ class LiveSession:
             raise
         self.finish_step(step, latent, start, time.perf_counter())
 
-    def begin_step(self) -> LiveStep | None:
+    def begin_step(self, blocking: bool = True) -> LiveStep | None:
         """Claim the next step (None when blocked): takes the pending control and holds the step lock
         until `finish_step` or `abandon_step`, which the same thread must call. Between the two the
-        caller steps `self.session` once with the step's controls and generator, alone or batched."""
-        self._lock.acquire()
+        caller steps `self.session` once with the step's controls and generator, alone or batched.
+        blocking=False: None at once while another thread holds the lock (a snapshot being written,
+        a reset), so the device worker steps the other players meanwhile."""
+        if not self._lock.acquire(blocking=blocking):
+            return None
         try:
             if self.wait_time(time.perf_counter()) is None:
                 self._lock.release()

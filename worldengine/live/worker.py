@@ -6,7 +6,8 @@ MAX_BATCH, the first of them rotating), and steps those of one engine together: 
 with its own controls, noise generator and frame counter. Then each renders and hands its frame
 over. It sleeps until the soonest session may step. A session whose client does not keep up is
 simply not due (its unacknowledged frames reached `max_in_flight`): it drops out of the batch while
-the others go on, and its input keeps coalescing (latest control wins) until it is due again.
+the others go on, and its input keeps coalescing (latest control wins) until it is due again; one
+busy in another thread (writing a snapshot, resetting) sits the pass out instead of holding it.
 A session that raises is failed alone: when a batch raises, its sessions step again one by one from
 the same noise, so only the one at fault fails. Objects with only `tick` (the `LiveSession`
 protocol below) step alone.
@@ -20,6 +21,7 @@ import threading
 import time
 from typing import Protocol
 
+BUSY_RETRY = 0.005   # seconds before looking again when every due session was busy
 MAX_BATCH = 8   # sessions per pass: the batch stepper's largest shape bucket (worldengine.batch.BUCKETS)
 
 
@@ -125,14 +127,18 @@ class DeviceWorker:
                     self._cond.wait(timeout=delay)
                     continue
                 self._running = tuple(due)
+            stepped = 0
             try:
-                self.steps += step_together(due)
+                stepped = step_together(due)
+                self.steps += stepped
                 self.passes += 1
-                self.last_batch = len(due)
+                self.last_batch = stepped
             finally:
                 with self._cond:
                     self._running = ()
                     self._cond.notify_all()
+                    if not stepped:   # only busy sessions were due: do not spin while they are busy
+                        self._cond.wait(timeout=BUSY_RETRY)
 
 
 def step_together(lives) -> int:
@@ -150,7 +156,7 @@ def step_together(lives) -> int:
         claimed = []
         for live in group:
             try:
-                step = live.begin_step()
+                step = live.begin_step(blocking=False)   # busy (saving a snapshot): next pass
             except Exception as err:  # noqa: BLE001 - one session's failure must not stop the device
                 live.fail(err)
                 continue
