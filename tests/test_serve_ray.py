@@ -227,3 +227,74 @@ def test_write_config_is_a_valid_serve_deploy_file_that_builds(tmp_path):
     assert (scaling["min_replicas"], scaling["max_replicas"], scaling["target_ongoing_requests"]) == (1, 4, 2.25)
     assert "num_replicas" not in options
     assert build_app(app.args) is not None
+
+
+@pytest.fixture()
+def one_replica(tmp_path):
+    """A ReplicaHost of the toy world (1 session) behind a plain Starlette app on uvicorn: the replica's
+    socket handling without Ray (uvicorn and starlette come with Ray Serve)."""
+    uvicorn = pytest.importorskip("uvicorn", reason="uvicorn comes with the [serve] extra")
+    import threading
+
+    from starlette.applications import Starlette
+    from starlette.routing import WebSocketRoute
+
+    from worldengine.serve.config import ServeConfig
+    from worldengine.serve.host import ReplicaHost
+
+    host = ReplicaHost(ServeConfig(model=str(TOY_MODEL_DIR), device="cpu", dtype="float32", quant="none",
+                                   compile="off", max_sessions=1, preview="latent", output_dir=str(tmp_path)))
+
+    async def endpoint(websocket):
+        await host.serve(websocket, websocket.path_params["sid"])
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(Starlette(routes=[WebSocketRoute("/waypoint/live/{sid}/ws", endpoint)]),
+                                           host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+        time.sleep(0.05)
+    yield host, f"http://127.0.0.1:{port}", tmp_path
+    host.close_all()
+    server.should_exit = True
+    thread.join(10)
+
+
+def test_replica_protocol_admission_files_and_limits(one_replica):
+    host, url, folder = one_replica
+
+    async def scenario():
+        async with aiohttp.ClientSession() as http:
+            player = await connect(http, url, "a")
+            await player.start()
+            await player.pump(lambda p: len(p.frames) >= 2 and p.replicas)
+            await player.ws.send_str("nonsense")
+            await player.pump(lambda p: any(e.get("type") == "error" for e in p.events))
+            refusals = {}
+            for name in ("a", "b", "bad%20id"):   # the same id again, one past capacity, a bad id
+                other = await connect(http, url, name)
+                await other.pump(lambda p: p.close_code is not None, timeout=20)
+                refusals[name] = (other.events[0].get("code"), other.close_code, len(other.frames))
+            count = len(player.frames)
+            await player.pump(lambda p: len(p.frames) >= count + 2)   # still playing after all that
+            await player.ws.send_str('{"type": "snapshot"}')
+            await player.pump(lambda p: any(e.get("type") == "snapshot" for e in p.events))
+            await player.ws.send_str("x" * 70000)                      # over the hard limit: closed
+            await player.pump(lambda p: p.close_code is not None, timeout=20)
+            return player, refusals
+
+    player, refusals = asyncio.run(asyncio.wait_for(scenario(), 120))
+    assert refusals == {"a": ("in_use", 1008, 0), "b": ("full", 1013, 0), "bad%20id": ("bad_id", 1008, 0)}
+    assert player.replicas == {"local"}
+    assert "not valid JSON" in next(e["message"] for e in player.events if e.get("type") == "error")
+    name = next(e["path"] for e in player.events if e.get("type") == "snapshot")
+    assert (folder / "local" / name).stat().st_size > 0 and name.startswith("a_snapshot_")
+    assert player.close_code == 1009
+    deadline = time.monotonic() + 10
+    while host.stats()["sessions"]:   # the closed socket's slot is freed
+        assert time.monotonic() < deadline, host.stats()
+        time.sleep(0.1)
+    assert host.stats()["refused"] == 2
