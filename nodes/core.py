@@ -68,6 +68,19 @@ class WaypointLoad:
     FUNCTION = "load"
     CATEGORY = CATEGORY
 
+    @classmethod
+    def VALIDATE_INPUTS(cls, compile="auto", quant="auto"):
+        """Replaces ComfyUI's combo check for these two inputs (the host skips its own "Value not in
+        list" for every input named here): workflows saved before `compile` became a combo carry the
+        old BOOLEAN widget's true/false, which `load` maps to on/off. Anything else must be a choice."""
+        from worldengine.errors import WaypointError
+        try:
+            parse_compile(compile)
+            Quant.parse(quant)
+        except WaypointError as err:
+            return str(err)
+        return True
+
     def load(self, model, device="auto", dtype="auto", quant="auto", compile="auto", repo_id=""):
         from worldengine.errors import WaypointError
         from worldengine.hub import DEFAULT_MODEL, TOY_MODEL_DIR, missing_model_note
@@ -212,7 +225,8 @@ class WaypointStepWorld:
         generator = torch.Generator().manual_seed(controls.seed if seed == -1 else seed)
         progress = host.Progress(len(per_frame))
         latents = []
-        with world.advance() as session:
+        # One path for the whole run: a background compile finishing mid-run switches the next run.
+        with world.advance() as session, world.engine.one_path():
             for frame_controls in per_frame:
                 host.check_interrupt()
                 latents.append(session.step(frame_controls, generator=generator))

@@ -63,3 +63,18 @@ def test_live_status_names_the_running_path():
                        lambda frame: None)
     assert live.status()["compile"] == "eager"
     live.close()
+
+
+def test_f32_kernel_gives_the_int_mm_result():
+    # The "f32" int8 kernel (CPUs without a fast int8 GEMM) widens the same int8 operands to an fp32
+    # GEMM: exact integer products, fp32 sums; it must give what int32 accumulation gives.
+    generator = torch.Generator().manual_seed(1)
+    linear = torch.nn.Linear(2048, 512)
+    x = torch.randn(128, 2048, generator=generator) * 3
+    widened = Int8Linear.from_linear(linear, 128, kernel="f32")
+    exact = Int8Linear.from_linear(linear, 128, kernel="int_mm")
+    assert widened.f32_gemm and not exact.f32_gemm
+    with torch.inference_mode():
+        got, want = widened(x), exact(x)
+        assert (got - want).abs().max() <= 1e-5 * want.abs().max()
+        assert torch.equal(widened(x.bfloat16()), exact(x.bfloat16()))

@@ -16,6 +16,7 @@ Only what is passed to `torch.compile` here changes; no process-wide torch setti
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -27,6 +28,8 @@ from pathlib import Path
 
 import torch
 from torch.utils._pytree import tree_map_only
+
+from worldengine import compile_child
 
 LOG = logging.getLogger("worldengine")
 COMPILING, COMPILED, EAGER = "eager, compiling…", "compiled", "eager"
@@ -97,19 +100,46 @@ class BackgroundForward:
     """`engine.forward` that runs eager until a compiled step, prepared in a worker thread, is ready.
 
     The first call starts the worker on copies of its inputs (the KV buffers are written in place, so
-    the worker never touches a live session's). The compiled step takes over after the next sigma-0
-    cache pass, i.e. between two frames. `status` is "eager, compiling…", then "compiled" or
+    the worker never touches a live session's). Each calling thread takes the compiled step after its
+    own next sigma-0 cache pass, i.e. between two of its frames, never inside one; within `one_path()`
+    it does not switch at all. `status` is "eager, compiling…", then "compiled" or
     "eager (compile failed: …)" / "eager (auto: …)"; `wait()` blocks until the worker is done.
     require_faster: switch only if the compiled step measured faster than eager on the warm-up inputs.
     """
 
-    def __init__(self, engine, cuda_graphs: bool | None = None, require_faster: bool = False, cache=None):
+    def __init__(self, engine, cuda_graphs: bool | None = None, require_faster: bool = False, cache=None,
+                 child: bool | None = None):
         self.engine, self.require_faster, self.cache = engine, require_faster, cache
-        self.cuda_graphs = torch.device(engine.device).type == "cuda" if cuda_graphs is None else cuda_graphs
+        cuda = torch.device(engine.device).type == "cuda"
+        self.cuda_graphs = cuda if cuda_graphs is None else cuda_graphs
+        # CPU: a cold compile runs in a low-priority child first (`worldengine.compile_child`: it keeps
+        # the GIL and the cores for the frames being played); CUDA keeps the thread (one GPU context).
+        self.child = not cuda if child is None else child
         self.eager, self.compiled, self.status = engine.model.forward, None, COMPILING
-        self._use_compiled = self._ready = False
+        self._ready = False                  # the compiled step is built, warmed up and allowed
+        self._path = threading.local()       # per calling thread: .compiled (bool), .pinned (one_path)
+        self.compiled_calls = 0              # passes the compiled step ran (tests, bench)
         self._cache_pass_mods = engine.sigma_conditioning[-1].block_mods
         self._thread, self._done = None, threading.Event()
+
+    @property
+    def _use_compiled(self) -> bool:
+        """Whether this thread's next pass runs the compiled step."""
+        return getattr(self._path, "compiled", False)
+
+    @contextlib.contextmanager
+    def one_path(self):
+        """Every pass this thread runs inside stays on the path it had on entry, or on the compiled
+        one when that is ready: entered between two frames (one node run), so all of the run's frames
+        come from one path (only a compiled step that fails mid-run falls back to eager)."""
+        pinned = getattr(self._path, "pinned", False)
+        if not pinned:
+            self._path.compiled = self._use_compiled or self._ready
+        self._path.pinned = True
+        try:
+            yield self
+        finally:
+            self._path.pinned = pinned
 
     def __call__(self, x, block_mods, *args):
         if self._thread is None:
@@ -117,14 +147,16 @@ class BackgroundForward:
             self._thread = threading.Thread(target=self._prepare, args=(inputs, torch.is_inference_mode_enabled()),
                                             name="waypoint-compile", daemon=True)
             self._thread.start()
-        if self._use_compiled:
+        if self._use_compiled and self._ready:
             try:
-                return self.compiled(x, block_mods, *args)
+                out = self.compiled(x, block_mods, *args)
+                self.compiled_calls += 1
+                return out
             except Exception as err:  # noqa: BLE001 - e.g. graph capture failing on this GPU: keep playing
                 self._fail(err)       # (a rerun is safe: a pass only rewrites this frame's KV tail)
         out = self.eager(x, block_mods, *args)
-        if self._ready and block_mods is self._cache_pass_mods:
-            self._use_compiled, self._ready = True, False   # the next call starts a new frame
+        if self._ready and block_mods is self._cache_pass_mods and not getattr(self._path, "pinned", False):
+            self._path.compiled = True   # this thread's next call starts a new frame
             LOG.info("[worldengine] switched to the compiled step")
         return out
 
@@ -134,6 +166,7 @@ class BackgroundForward:
 
     def _prepare(self, inputs, inference: bool):
         try:
+            key = self._prefill(inputs, inference)
             if self.cache is not None:
                 self.cache.load()
             self.compiled = compile_forward(self.engine, self.cuda_graphs)
@@ -143,6 +176,8 @@ class BackgroundForward:
                 slower = self._slower_than_eager(inputs) if self.require_faster else None
             if self.cache is not None:
                 self.cache.save()
+            if key is not None:
+                compile_child.mark_warm(key)
             if slower:
                 self.status = f"{EAGER} (auto: compiled not faster here: {slower})"
             else:
@@ -153,6 +188,17 @@ class BackgroundForward:
         finally:
             self._done.set()
 
+    def _prefill(self, inputs, inference: bool) -> str | None:
+        """Fill inductor's caches from a child process unless they are known warm; the cache key."""
+        if not self.child:
+            return None
+        key = compile_child.cache_key(self.engine, inputs, self.cuda_graphs)
+        if self.cache is not None and self.cache.path.is_file():
+            return key   # its artifacts are loaded next: a warm compile here is quicker than a child
+        LOG.info("[worldengine] compile cache: %s", compile_child.prefill(self.engine, inputs, inference,
+                                                                          self.cuda_graphs, key))
+        return key
+
     def _slower_than_eager(self, inputs) -> str | None:
         from worldengine.quant.select import best_time
         compiled_s = best_time(lambda: self.compiled(*inputs))
@@ -160,7 +206,7 @@ class BackgroundForward:
         return None if compiled_s < eager_s else f"{compiled_s * 1e3:.1f} vs {eager_s * 1e3:.1f} ms per pass"
 
     def _fail(self, err: Exception):
-        self._use_compiled = self._ready = False
+        self._ready = False   # every thread: eager from its next pass
         self.status = f"{EAGER} (compile failed: {type(err).__name__}: {str(err).strip()[:200]})"
         warnings.warn(f"torch.compile failed, running eager: {type(err).__name__}: {err}", RuntimeWarning)
         LOG.warning("[worldengine] %s", self.status)

@@ -7,6 +7,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -67,6 +68,13 @@ class WorldEngine:
         give, in request order (`worldengine.batch`)."""
         from worldengine.batch import step_many
         return step_many(self, requests)
+
+    def one_path(self):
+        """Context manager: every frame this thread makes inside comes from one forward path (eager or
+        compiled, the one in use on entry; the compiled one if it became ready before), so one node
+        run never mixes paths mid-run (`BackgroundForward.one_path`). A no-op without a background compile."""
+        hold = getattr(self.forward, "one_path", None)
+        return hold() if hold is not None else contextlib.nullcontext()
 
     @property
     def compile_status(self) -> str:
