@@ -231,8 +231,8 @@ class LiveSession:
         self.steps_since_base += 1
         began_render = time.perf_counter()   # later than `stepped` when others of the batch rendered first
         frames = self.renderer.render(latent)
-        if self.guard is not None:
-            frames = self._redirect_if_flagged(frames)
+        if self.guard is not None:   # safety redirect: may restore the last clean world, shows black
+            frames = self.guard.on_live_step(self, frames)
         rendered = time.perf_counter()
         settings = self.settings
         images = [encode_image(frame, settings.format, settings.quality, settings.max_width,
@@ -267,16 +267,6 @@ class LiveSession:
             self.guard.reset(self.session.snapshot())
         with self._control_lock:
             self._pending = PendingControl(buttons=self._pending.buttons)
-
-    def _redirect_if_flagged(self, frames):
-        """Safety redirect: a flagged step restores the guard's last clean world and shows black;
-        the track keeps only the steps up to that world and stops (it must still replay)."""
-        verdict = self.guard.after_step(self.session, frames, self.steps_since_base)
-        if verdict.action == "redirected":
-            del self.track_frames[verdict.restored_step:]
-            self.recording = False
-            self.renderer = self._renderer_factory(self.settings.preview)
-        return verdict.frames
 
     def _take_control(self):
         with self._control_lock:
