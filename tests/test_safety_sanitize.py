@@ -203,3 +203,46 @@ def test_term_lists_refuse_a_star_inside_a_phrase():
     with pytest.raises(WaypointError, match="only at the end"):
         parse_line("groom* a child", "minors", "", "test.txt:1")
     assert parse_line("groom*", "minors", "", "test.txt:1").prefix
+
+
+# --- learned stage ---------------------------------------------------------------------------
+
+def test_learned_classifier_ships_and_loads_via_safetensors():
+    from worldengine.sanitize import learned
+    clf = learned.get_classifier()
+    assert clf is not None and learned.WEIGHTS.stat().st_size < 4_000_000
+    assert clf.embed.shape == (learned.BUCKETS, learned.HIDDEN)
+    a, b = clf.predict("a quiet lake at dawn"), clf.predict("a quiet lake at dawn")
+    assert a == b and abs(sum(a.probs.values()) - 1.0) < 1e-5
+
+
+def test_learned_features_undo_evasions_and_stay_bounded():
+    from worldengine.sanitize.learned import MAX_FEATURE_CHARS, feature_strings, features
+    plain = feature_strings("a naked woman")
+    assert feature_strings("a n4k3d woman") == plain
+    assert feature_strings("a n\u200ba\u200bk\u200be\u200bd woman") == plain
+    assert feature_strings("a n a k e d woman") == feature_strings("a naked woman")
+    assert len(features("word " * 200_000)) <= 30 * MAX_FEATURE_CHARS
+
+
+def test_learned_weights_with_wrong_shapes_are_refused(tmp_path):
+    import numpy as np
+    from worldengine.sanitize.learned import PromptClassifier
+    with pytest.raises(WaypointError, match="lack tensor"):
+        PromptClassifier({"embed": np.zeros((4, 4), np.float16)})
+    bad = {"embed": np.zeros((4, 4), np.float16), "b1": np.zeros(4), "w2": np.zeros((4, 5)),
+           "b2": np.zeros(5)}
+    with pytest.raises(WaypointError, match="shapes"):
+        PromptClassifier(bad)
+
+
+def test_without_weights_the_term_lists_still_work(monkeypatch, tmp_path):
+    from worldengine.sanitize import learned
+    monkeypatch.setattr(learned, "WEIGHTS", tmp_path / "missing.safetensors")
+    learned.get_classifier.cache_clear()
+    try:
+        assert learned.get_classifier() is None
+        assert sanitize("a nude woman on a beach").rewritten
+        assert not sanitize("a quiet lake at dawn").rewritten
+    finally:
+        learned.get_classifier.cache_clear()

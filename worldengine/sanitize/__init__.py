@@ -30,7 +30,8 @@ from typing import Callable
 from worldengine.errors import WaypointError
 from worldengine.sanitize.lexicon import english_words
 from worldengine.sanitize.detect import CATEGORIES, Detection, Strictness, detect
-from worldengine.sanitize.rewrite import apply_rewrite
+from worldengine.sanitize.learned_stage import learned_rewrite
+from worldengine.sanitize.rewrite import apply_rewrite, tidy
 from worldengine.sanitize.scene import (DEFAULT_SCENE, content_words, enrich, needs_enrichment,
                                         rebuild_scene)
 
@@ -75,11 +76,27 @@ def _safe(text: str, level: Strictness) -> bool:
     return bool(text.strip()) and not detect(text, level).unsafe
 
 
+def _enough(text: str) -> bool:
+    return len(content_words(text)) + len(_CJK.findall(text)) // 2 >= 2  # CJK has no spaces
+
+
+def _model_rewrite(text: str, level: Strictness) -> str | None:
+    """The words the learned classifier still objects to removed (None: not enough left)."""
+    again = detect(text, level)
+    if not again.learned:
+        return None
+    out = learned_rewrite(again.clean, level.value, again.learned[0])
+    out = tidy(out) if out else None
+    return out if out and _enough(out) and _safe(out, level) else None
+
+
 def _builtin_rewrite(found: Detection, level: Strictness) -> tuple[str, str]:
-    text = apply_rewrite(found)
-    words = len(content_words(text)) + len(_CJK.findall(text)) // 2  # CJK has no spaces
-    if words >= 2 and _safe(text, level):
+    text = apply_rewrite(found) if found.flagged else found.clean
+    if found.flagged and _enough(text) and _safe(text, level):
         return text, "replace"
+    model = _model_rewrite(text, level) if _enough(text) else None
+    if model:
+        return model, "model"
     rebuilt = rebuild_scene(found.clean)
     if _safe(rebuilt, level):
         return rebuilt, "rebuild"

@@ -16,7 +16,9 @@ Rules, per strictness (``Strictness``):
   (ip_cased, celebrities_cased) only when written like a name and, as the first word, followed by
   a function word ("Sonic running", "Drake in a cabin"; not "sonic boom", "a drake on a pond");
   commercial brands ->
-  "branded_ip" except at relaxed; self-harm, hard drugs, terrorism, hate symbols -> "unsafe".
+  "branded_ip" except at relaxed; self-harm, hard drugs, terrorism, hate symbols -> "unsafe";
+- when none of that fires, the learned classifier (learned_stage.py) may still flag one of
+  sexual / minors / celebrity / branded_ip (``Detection.learned``; no term spans).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from dataclasses import dataclass, field
 
 from worldengine.errors import Choice, WaypointError
 from worldengine.sanitize.language import languages
+from worldengine.sanitize.learned_stage import learned_flag
 from worldengine.sanitize.lexicon import Lexicon, get_lexicon
 from worldengine.sanitize.matching import Hit, find_hits
 from worldengine.sanitize.names import name_cased, name_hits
@@ -57,6 +60,7 @@ class Detection:
     categories: list[str] = field(default_factory=list)
     flagged: list[Hit] = field(default_factory=list)
     pairs: list[tuple[Hit, Hit]] = field(default_factory=list)  # (harm verb, victim)
+    learned: tuple[str, float] | None = None  # (category, probability) when only the model flagged
 
     @property
     def unsafe(self) -> bool:
@@ -126,8 +130,9 @@ def _harm_pairs(tokens: list[Token], verbs: list[Hit], passive_verbs: list[Hit],
 
 
 def detect(text: str, strictness: "str | Strictness" = Strictness.STANDARD,
-           lexicon: Lexicon | None = None) -> Detection:
-    """Detect unsafe categories in ``text`` (any string; normalised here)."""
+           lexicon: Lexicon | None = None, use_model: bool = True) -> Detection:
+    """Detect unsafe categories in ``text`` (any string; normalised here); ``use_model=False``
+    skips the learned classifier."""
     if not isinstance(text, str):
         raise WaypointError(f"prompt must be a string, got {type(text).__name__}")
     level = Strictness.parse(strictness)
@@ -150,16 +155,12 @@ def detect(text: str, strictness: "str | Strictness" = Strictness.STANDARD,
         if role_hits:
             found.setdefault(category, []).extend(role_hits)
 
-    flag("sexual", by_role.get("sexual"))
-    flag("minors", by_role.get("minors"))
-    flag("celebrity", by_role.get("celebrity"))
+    for role in ("sexual", "minors", "celebrity", "branded_ip", "violence", "unsafe"):
+        flag(role, by_role.get(role))
     flag("celebrity", [h for h in by_role.get("celebrity_cased", ()) if _as_name(tokens, h)])
-    flag("branded_ip", by_role.get("branded_ip"))
     flag("branded_ip", [h for h in by_role.get("branded_ip_cased", ()) if _as_name(tokens, h)])
     if level is not Strictness.RELAXED:
         flag("branded_ip", by_role.get("brand"))
-    flag("violence", by_role.get("violence"))
-    flag("unsafe", by_role.get("unsafe"))
     if strict:
         flag("sexual", by_role.get("suggestive"))
         flag("violence", by_role.get("violence_moderate"))
@@ -183,4 +184,6 @@ def detect(text: str, strictness: "str | Strictness" = Strictness.STANDARD,
     else:
         categories_hits = categories
     flagged = {id(h): h for c in categories_hits for h in found.get(c, ())}
-    return Detection(clean, categories, sorted(flagged.values(), key=lambda h: h.start), pairs)
+    learned = None if categories or not use_model else learned_flag(clean, level.value)
+    return Detection(clean, [learned[0]] if learned else categories,
+                     sorted(flagged.values(), key=lambda h: h.start), pairs, learned)
