@@ -6,10 +6,10 @@ import threading
 import pytest
 import torch
 
-from worldengine.quant.select import one_thread
 from worldengine import load_engine
 from worldengine.live.frames import LatentPreview, decode_images
 from worldengine.live.session import LiveSession, LiveSettings
+from worldengine.quant.select import one_thread
 from worldengine.sanitize.guard import LiveGuard
 from worldengine.sanitize.images import SafetyCheck
 
@@ -97,3 +97,114 @@ def test_on_live_step_is_the_same_redirect(engine):
         assert live.session.frame_index == base.frame_index
     finally:
         live.close()
+
+
+# ---- through the Live Play node's binding (issue 19: the node's safety input) --------------------
+
+class FlagCalls:
+    """Stand-in classifier registered as "nudenet": flags every frame of its calls numbered in
+    ``FLAGGED`` (1-based, counted per instance: one instance per live session)."""
+
+    name = "stand-in"
+    FLAGGED = frozenset({2})
+
+    def __init__(self):
+        self.calls, self.readied = 0, False
+
+    def ready(self):
+        self.readied = True
+
+    def scores(self, frames):
+        self.calls += 1
+        return [1.0 if self.calls in self.FLAGGED else 0.0] * len(frames)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    from live_helpers import small_live_world
+    return small_live_world(tmp_path_factory)
+
+
+@pytest.fixture
+def stand_in(monkeypatch):
+    from worldengine.sanitize import classifier
+    monkeypatch.setitem(classifier.CLASSIFIERS, "nudenet", FlagCalls)
+
+
+def test_live_play_node_redirect_restores_and_keeps_playing(world, stand_in):
+    from nodes.live import WaypointLivePlay, bindings
+    from worldengine.sanitize.guard import LIVE_STRIDE
+    spec = WaypointLivePlay.INPUT_TYPES()["optional"]["safety"]
+    assert spec[0] == ["off", "redirect"] and spec[1]["default"] == "off"
+    out = WaypointLivePlay().bind_world(world, 3, "auto", "redirect", unique_id="safety-1")
+    assert out["ui"]["waypoint_live"][0]["safety"] == "redirect"
+    binding, events, holder = bindings.get_binding("safety-1"), [], {}
+    got, done = [], threading.Event()
+
+    def frames_in(frame):
+        live = holder["live"]
+        got.append((frame, live.session.frame_index, len(live.track_frames)))
+        live.ack(frame.ordinal)
+        if len(got) >= 3 * LIVE_STRIDE:
+            live.pause()
+            done.set()
+
+    try:
+        with one_thread():
+            live = holder["live"] = bindings.open_live(binding, frames_in, events.append)
+            assert live.settings.preview == "decoded"   # auto on CPU would be latent: the check needs pictures
+            assert isinstance(live.guard, LiveGuard) and live.guard.stride == LIVE_STRIDE
+            assert live.guard.check.classifier.readied
+            live.update_settings(max_in_flight=1)
+            live.play()
+            assert done.wait(120), f"only {len(got)} frames arrived"
+    finally:
+        bindings.unbind("safety-1")
+    world_after = {k + 1: index for k, (_, index, _) in enumerate(got)}
+    flagged, clean = 2 * LIVE_STRIDE, LIVE_STRIDE      # the second check flags, the first was clean
+    assert live.guard.redirects == 1
+    assert world_after[flagged] == world_after[clean]
+    assert world_after[3 * LIVE_STRIDE] == world_after[clean] + LIVE_STRIDE  # play went on
+    assert float(decode_images(got[flagged - 1][0].images).max()) < 0.05     # shown black
+    assert float(decode_images(got[flagged][0].images).max()) > 0.05         # then pictures again
+    assert got[flagged - 1][2] == clean and got[-1][2] == clean              # track cut, frozen
+    notes = [e for e in events if e.get("type") == "safety"]
+    assert len(notes) == 1 and notes[0]["restored_step"] == clean and "went back" in notes[0]["message"]
+
+
+def test_live_play_safety_off_has_no_guard(world):
+    from nodes.live import WaypointLivePlay, bindings
+    WaypointLivePlay().bind_world(world, 0, "latent", unique_id="safety-2")   # safety defaults to off
+    try:
+        live = bindings.open_live(bindings.get_binding("safety-2"), lambda f: None, None)
+        assert live.guard is None and live.settings.preview == "latent"
+    finally:
+        bindings.unbind("safety-2")
+
+
+def test_redirect_without_the_extra_is_refused_at_queue_time(world, monkeypatch):
+    import builtins
+
+    from nodes.live import WaypointLivePlay, bindings
+    from worldengine.errors import WaypointError
+    real_import = builtins.__import__
+
+    def no_nudenet(name, *args, **kwargs):
+        if name == "nudenet":
+            raise ImportError("No module named 'nudenet'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_nudenet)
+    with pytest.raises(WaypointError, match=r"not installed.*comfyui-waypoint\[safety\]"):
+        WaypointLivePlay().bind_world(world, 0, "auto", "redirect", unique_id="safety-3")
+    assert bindings.get_binding("safety-3") is None     # nothing bound: Play cannot start unguarded
+
+
+@pytest.mark.parametrize("safety, preview, words", [
+    ("redirect", "latent", "preview is 'latent'"), ("smudge", "auto", "unknown live safety")])
+def test_bad_live_safety_settings_name_the_problem(world, stand_in, safety, preview, words):
+    from nodes.live import WaypointLivePlay, bindings
+    from worldengine.errors import WaypointError
+    with pytest.raises(WaypointError, match=words):
+        WaypointLivePlay().bind_world(world, 0, preview, safety, unique_id="safety-4")
+    assert bindings.get_binding("safety-4") is None

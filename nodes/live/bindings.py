@@ -20,13 +20,15 @@ from ..world import World
 
 @dataclass
 class Binding:
-    """What one Live Play node knows: the world it plays from, its seed and preview, the open live
-    session (if a widget is connected) and the track of the last closed session."""
+    """What one Live Play node knows: the world it plays from, its seed, preview and safety ("off" or
+    "redirect": worldengine.sanitize.guard.LiveSafety), the open live session (if a widget is
+    connected) and the track of the last closed session."""
 
     node_id: str
     world: World
     seed: int
     preview: str
+    safety: str = "off"
     live: object = None              # worldengine.live.session.LiveSession while a socket is open
     socket: object = None            # that socket (closed when another one takes over)
     last_track: object = None        # ControlTrack of the last closed session
@@ -46,15 +48,15 @@ _lock = threading.RLock()
 MAX_BINDINGS = 8
 
 
-def bind(node_id: str, world: World, seed: int, preview: str) -> Binding:
-    """Remember (world, seed, preview) for `node_id`; an open live session keeps its old base until
-    the widget resets or reconnects."""
+def bind(node_id: str, world: World, seed: int, preview: str, safety: str = "off") -> Binding:
+    """Remember (world, seed, preview, safety) for `node_id`; an open live session keeps its old base
+    (and guard) until the widget resets or reconnects."""
     with _lock:
         binding = _bindings.pop(node_id, None)
         if binding is None:
-            binding = Binding(node_id, world, int(seed), preview)
+            binding = Binding(node_id, world, int(seed), preview, safety)
         else:
-            binding.world, binding.seed, binding.preview = world, int(seed), preview
+            binding.world, binding.seed, binding.preview, binding.safety = world, int(seed), preview, safety
         _bindings[node_id] = binding
         stale = [key for key in _bindings if key != node_id][:max(0, len(_bindings) - MAX_BINDINGS)]
     for key in stale:
@@ -99,8 +101,17 @@ def unbind(node_id: str) -> bool:
     return binding is not None
 
 
-def resolve_preview(preview: str, engine) -> str:
-    """"auto" = the decoder on accelerators, the false-colour latent on CPU (decoding is slow there)."""
+def resolve_preview(preview: str, engine, safety: str = "off") -> str:
+    """"auto" = the decoder on accelerators, the false-colour latent on CPU (decoding is slow there).
+    With safety "redirect" the classifier sees the shown frames, which must be pictures: auto means
+    decoded, and the latent preview (or a model without a decoder) is refused."""
+    if safety != "off":
+        from worldengine.errors import WaypointError
+        if engine.autoencoder is None or preview == "latent":
+            why = "this model has no decoder" if engine.autoencoder is None else "preview is 'latent'"
+            raise WaypointError(f"live safety 'redirect' classifies decoded frames, but {why} (false "
+                                "colours are no pictures): use preview 'decoded' or 'auto', or safety 'off'")
+        return "decoded"
     if preview == "auto":
         on_cpu = str(engine.device).startswith("cpu")
         return "latent" if on_cpu or engine.autoencoder is None else "decoded"
@@ -127,13 +138,14 @@ def open_live(binding: Binding, sink, events, settings: dict | None = None):
     """A new LiveSession on the binding's world (closing the one before). Runs restore(): call it
     off the event loop."""
     from worldengine.live.session import LiveSession, LiveSettings
+    from worldengine.sanitize.guard import live_guard
 
     with _lock:
         close_live(binding, binding.live)
         world = binding.world
-        options = LiveSettings(preview=resolve_preview(binding.preview, world.engine))
+        options = LiveSettings(preview=resolve_preview(binding.preview, world.engine, binding.safety))
         live = LiveSession(world.engine, world.snapshot, binding.seed, renderer_factory(world), sink, events,
-                           settings=options)
+                           settings=options, guard=live_guard(binding.safety))
         if settings:
             live.update_settings(**settings)
         binding.live = live

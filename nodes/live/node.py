@@ -4,7 +4,7 @@ from __future__ import annotations
 from worldengine.options import Preview
 
 from ..world import WAYPOINT_CONTROLS, WAYPOINT_WORLD, World
-from .bindings import bind
+from .bindings import bind, resolve_preview
 
 CATEGORY = "Waypoint"
 
@@ -22,6 +22,7 @@ class WaypointLivePlay:
 
     @classmethod
     def INPUT_TYPES(cls):
+        from worldengine.sanitize.guard import LIVE_STRIDE, LiveSafety
         return {
             "required": {
                 "world": (WAYPOINT_WORLD, {"tooltip": "The world to play from (e.g. Seed Frame's). Live play runs on "
@@ -32,6 +33,14 @@ class WaypointLivePlay:
                                              "tooltip": "What the widget shows: decoded frames (the model's "
                                                         "autoencoder) or a false-colour view of the latent (fast on "
                                                         "CPU). auto = decoded on GPU, latent on CPU."}),
+            },
+            "optional": {
+                "safety": (LiveSafety.values(), {
+                    "default": LiveSafety.OFF.value,
+                    "tooltip": f"redirect: every {LIVE_STRIDE}th step's decoded frames go through a local nudity "
+                               "classifier; a flagged step is shown black and the world goes back to the last "
+                               "clean check, play goes on. Needs the optional [safety] extra (NudeNet, AGPL): "
+                               "without it the node refuses and names the install command."}),
             },
             "hidden": {"unique_id": "UNIQUE_ID"},
         }
@@ -46,15 +55,20 @@ class WaypointLivePlay:
     def IS_CHANGED(cls, **_):
         return float("nan")   # the recording changes outside the graph: always run
 
-    def bind_world(self, world, seed=0, preview="auto", unique_id=None):
+    def bind_world(self, world, seed=0, preview="auto", safety="off", unique_id=None):
         from worldengine.errors import WaypointError
+        from worldengine.sanitize.guard import LiveSafety, live_guard
         if not isinstance(world, World):
             raise WaypointError(f"LivePlay takes a Waypoint world, got {type(world).__name__}")
+        safety = LiveSafety.parse(safety).value
+        if safety != LiveSafety.OFF.value:   # refuse now, at queue time, not when Play is pressed
+            resolve_preview(preview, world.engine, safety)
+            live_guard(safety)
         node_id = str(unique_id) if unique_id is not None else "default"
-        binding = bind(node_id, world, seed, preview)
+        binding = bind(node_id, world, seed, preview, safety)
         track = binding.current_track()
         if track is None or len(track) == 0:
             track = idle_track(int(seed))
         info = {"node_id": node_id, "recorded_frames": len(track), "seed": track.seed,
-                "frame_index": world.frame_index}
+                "frame_index": world.frame_index, "safety": safety}
         return {"ui": {"waypoint_live": [info]}, "result": (track,)}

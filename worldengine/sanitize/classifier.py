@@ -60,6 +60,10 @@ class NudeNetClassifier:
             self._detector = NudeDetector()
         return self._detector
 
+    def ready(self) -> None:
+        """Load the detector now (raises WaypointError naming the install command without it)."""
+        self._load()
+
     def scores(self, frames: np.ndarray) -> list[float]:
         detector = self._load()
         out = []

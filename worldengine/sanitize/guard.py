@@ -5,6 +5,8 @@ snapshot and keep playing (the technical report's "mid-generation redirection").
     guard.reset(session.snapshot(), step=0)            # the seed world counts as clean
     verdict = guard.after_step(session, frames, step)  # after every step, frames [k, 3, H, W]
 
+Live Play builds it from its ``safety`` input with ``live_guard("redirect")`` (None for "off").
+
 Every ``stride``-th step is classified. A clean checked step becomes the new restore point
 (one ``session.snapshot()`` per check, so the stride also bounds that cost). A flagged step
 restores the last restore point into ``session`` and returns the frames blacked out, so the
@@ -17,8 +19,25 @@ from dataclasses import dataclass
 
 import torch
 
-from worldengine.errors import WaypointError
-from worldengine.sanitize.images import SafetyCheck
+from worldengine.errors import Choice, WaypointError
+from worldengine.sanitize.images import Policy, SafetyCheck
+
+LIVE_STRIDE = 4  # steps between checks: at ~30-90 ms a frame, checking every step would halve the rate
+
+
+class LiveSafety(Choice):
+    """Live Play's safety input. off: no check; redirect: ``LiveGuard`` with the NudeNet classifier
+    (the optional [safety] extra; asking for it without the extra is refused, never ignored)."""
+    OFF = "off"
+    REDIRECT = "redirect"
+
+    @classmethod
+    def label(cls) -> str:
+        return "live safety"
+
+    @classmethod
+    def values(cls) -> list[str]:
+        return [member.value for member in cls]
 
 
 @dataclass
@@ -70,10 +89,28 @@ class LiveGuard:
         """The whole redirect for a ``LiveSession`` step (called from its stepping thread under
         its lock): check, and on a flag restore the world, keep the track only up to the
         restored world and stop recording (so it still replays), restart the preview renderer
-        (its stream state belongs to the undone steps). Returns the frames to show."""
+        (its stream state belongs to the undone steps), and tell the client with a ``safety``
+        event. Returns the frames to show."""
         verdict = self.after_step(live.session, frames, live.steps_since_base)
         if verdict.action == "redirected":
             del live.track_frames[verdict.restored_step:]
             live.recording = False
             live.renderer = live._renderer_factory(live.settings.preview)
+            live._events({"type": "safety", "action": "redirected", "score": round(verdict.score, 4),
+                          "restored_step": verdict.restored_step, "redirects": self.redirects,
+                          "message": f"safety: a flagged frame was hidden; the world went back to "
+                                     f"step {verdict.restored_step} (recording stopped)"})
         return verdict.frames
+
+
+def live_guard(safety, classifier: str = "nudenet", stride: int = LIVE_STRIDE) -> LiveGuard | None:
+    """The guard for a Live Play ``safety`` value: None for off, else a redirect ``LiveGuard``.
+    The classifier is loaded here (``ready()``), so a missing extra fails when play is set up,
+    with the install command, instead of on the first checked frame."""
+    if LiveSafety.parse(safety) is LiveSafety.OFF:
+        return None
+    from worldengine.sanitize.classifier import get_classifier
+    model = get_classifier(classifier)
+    if hasattr(model, "ready"):
+        model.ready()
+    return LiveGuard(SafetyCheck(model, Policy.REDIRECT), stride=stride)
