@@ -2,13 +2,15 @@
 that flags chosen frames, the stride, seed images, live redirection on a real tiny world, and
 the optional NudeNet classifier (skipped without the [safety] extra)."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
 
-from worldengine.quant.select import one_thread
 from worldengine import Controls, load_engine
 from worldengine.errors import WaypointError
+from worldengine.quant.select import one_thread
 from worldengine.sanitize.classifier import get_classifier, nudenet_available
 from worldengine.sanitize.guard import LiveGuard
 from worldengine.sanitize.images import SafetyCheck, blur, to_uint8
@@ -188,3 +190,50 @@ def test_safety_node_blocks_with_a_stand_in(monkeypatch):
     assert spec["policy"][0] == ["block", "blur"] and "nudenet" in spec["classifier"][0]
     out, report = safety.WaypointSafetyCheck().check(frames(3, marked=[1]), "block", "stand-in")
     assert torch.all(out[1] == 0) and json.loads(report)["flagged"] == [1]
+
+
+# ---- the node in a workflow: before Seed Frame and after Decode Latent -----------------------------
+
+class FlagPositions:
+    """Stand-in classifier: flags the frames at ``POSITIONS`` of each batch it is given."""
+
+    name = "stand-in"
+    POSITIONS = frozenset({2, 5})
+
+    def scores(self, frames):
+        return [1.0 if i in self.POSITIONS else 0.0 for i in range(len(frames))]
+
+
+@pytest.fixture
+def node_world(tmp_path_factory):
+    from nodes.core import WaypointLoad
+    from worldengine.synthetic import write_tiny_checkpoint
+    folder = write_tiny_checkpoint(tmp_path_factory.mktemp("safety-nodes") / "m", model_type="waypoint-1.5",
+                                   height=2, width=4, tokens_per_frame=8)
+    return WaypointLoad().load(str(folder), "cpu", "float32", "none", False)[0]
+
+
+def test_seed_image_and_decoded_frames_through_the_nodes(node_world, monkeypatch, single_thread):
+    from nodes import safety
+    from nodes.core import WaypointDecodeLatent, WaypointSeedFrame, WaypointStepWorld
+    from worldengine.controls import ControlTrack
+    from worldengine.sanitize import classifier
+    monkeypatch.setitem(classifier.CLASSIFIERS, "seed-marker", MarkedFrames)
+    monkeypatch.setitem(classifier.CLASSIFIERS, "positions", FlagPositions)
+    node = safety.WaypointSafetyCheck()
+    seed = torch.rand(1, 72, 128, 3, generator=torch.Generator().manual_seed(4))
+    seed[0, 0, 0] = torch.tensor([1.0, 0.0, 0.0])        # the stand-in's "unsafe" marker
+    blurred, _ = node.check(seed, "blur", "seed-marker")
+    blocked, report = node.check(seed, "block", "seed-marker")
+    assert torch.all(blocked == 0) and json.loads(report)["flagged"] == [0]
+    assert blurred.diff(dim=2).abs().mean() < 0.25 * seed.diff(dim=2).abs().mean()
+    world, _ = WaypointSeedFrame().seed(node_world, blurred, "crop")    # the blurred seed seeds a world
+    _, latents = WaypointStepWorld().step(world, ControlTrack((Controls(),), seed=0), frames=2, seed=0)
+    decoded = WaypointDecodeLatent().decode(latents)[0]
+    assert decoded.shape[0] >= 6
+    out, report = node.check(decoded, "block", "positions")
+    rest = [i for i in range(decoded.shape[0]) if i not in FlagPositions.POSITIONS]
+    assert json.loads(report)["flagged"] == [2, 5] and torch.all(out[[2, 5]] == 0)
+    assert torch.equal(out[rest], decoded[rest]) and float(decoded[[2, 5]].max()) > 0.05
+    smudged, _ = node.check(decoded, "blur", "positions")
+    assert not torch.equal(smudged[[2, 5]], decoded[[2, 5]]) and torch.equal(smudged[rest], decoded[rest])

