@@ -4,6 +4,7 @@ the chat-endpoint rewriter (against a fake server on 127.0.0.1)."""
 import json
 import threading
 import time
+import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -217,16 +218,20 @@ def test_learned_classifier_ships_and_loads_via_safetensors():
 
 
 def test_learned_features_undo_evasions_and_stay_bounded():
-    from worldengine.sanitize.learned import MAX_FEATURE_CHARS, feature_strings, features
-    plain = feature_strings("a naked woman")
-    assert feature_strings("a n4k3d woman") == plain
-    assert feature_strings("a n\u200ba\u200bk\u200be\u200bd woman") == plain
-    assert feature_strings("a n a k e d woman") == feature_strings("a naked woman")
+    from worldengine.sanitize.learned import (MAX_FEATURE_CHARS, feature_strings,
+                                              features)
+    plain = feature_strings("the naked woman")
+    assert feature_strings("the n4k3d woman") == plain
+    assert feature_strings("the n\u200ba\u200bk\u200be\u200bd woman") == plain
+    words_only = [f for f in plain if not f.startswith("s:")]  # a joined run has its own shape
+    assert [f for f in feature_strings("the n a k e d woman") if f[:2] != "s:"] == words_only
+    assert feature_strings("the nаkеd woman") == plain  # Cyrillic look-alikes
     assert len(features("word " * 200_000)) <= 30 * MAX_FEATURE_CHARS
 
 
-def test_learned_weights_with_wrong_shapes_are_refused(tmp_path):
+def test_learned_weights_with_wrong_shapes_are_refused():
     import numpy as np
+
     from worldengine.sanitize.learned import PromptClassifier
     with pytest.raises(WaypointError, match="lack tensor"):
         PromptClassifier({"embed": np.zeros((4, 4), np.float16)})
@@ -246,3 +251,46 @@ def test_without_weights_the_term_lists_still_work(monkeypatch, tmp_path):
         assert not sanitize("a quiet lake at dawn").rewritten
     finally:
         learned.get_classifier.cache_clear()
+
+
+def _one_word_classifier(word: str, label: str):
+    """A stand-in with the shipped layout whose only unsafe evidence is ``word``'s features."""
+    import numpy as np
+
+    from worldengine.sanitize import learned
+    embed = np.zeros((learned.BUCKETS, learned.HIDDEN), np.float16)
+    for feat, _ in learned.owned_features(learned.words(word)):
+        embed[zlib.crc32(feat.encode("utf-8")) % learned.BUCKETS, 0] = 200.0
+    w2 = np.zeros((learned.HIDDEN, len(learned.LABELS)), np.float32)
+    w2[0, learned.LABELS.index(label)] = 1.0
+    b2 = np.zeros(len(learned.LABELS), np.float32)
+    b2[0] = 4.0  # safe unless the word is there
+    return learned.PromptClassifier({"embed": embed, "b1": np.zeros(learned.HIDDEN, np.float32),
+                                     "w2": w2, "b2": b2})
+
+
+def test_learned_stage_flags_what_the_lists_miss_and_rewrites_keeping_the_scene(monkeypatch):
+    from worldengine.sanitize import learned_stage
+    clf = _one_word_classifier("zorblax", "branded_ip")
+    monkeypatch.setattr(learned_stage, "get_classifier", lambda: clf)
+    text = "a foggy harbour at dawn, Zorblax on a fishing boat"
+    assert not detect(text, use_model=False).unsafe
+    found = detect(text)
+    assert found.categories == ["branded_ip"] and found.learned[0] == "branded_ip"
+    spans, effects = clf.word_effects(found.clean)
+    assert len(spans) == len(effects) == 10
+    assert found.clean[slice(*spans[int(effects.argmin())])] == "Zorblax"
+    result = sanitize(text)
+    assert result.rewritten and result.report["rewrite_method"] == "model"
+    assert "zorblax" not in result.text.lower() and "harbour" in result.text
+    assert "original character" in result.text and "fishing boat" in result.text
+    assert not sanitize("a foggy harbour at dawn, a gull on a fishing boat").rewritten
+
+
+def test_learned_stage_never_flags_an_unknown_word_prompt():
+    # no known feature -> the calibrated prior (p(safe) = 0.5), under every threshold
+    from worldengine.sanitize.learned import get_classifier
+    from worldengine.sanitize.learned_stage import THRESHOLDS
+    p = get_classifier().predict("qxzv wvkj")
+    assert p.unsafe_prob < min(THRESHOLDS.values())
+    assert not detect("qxzv wvkj").unsafe
