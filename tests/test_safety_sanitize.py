@@ -218,15 +218,15 @@ def test_learned_classifier_ships_and_loads_via_safetensors():
 
 
 def test_learned_features_undo_evasions_and_stay_bounded():
-    from worldengine.sanitize.learned import (MAX_FEATURE_CHARS, feature_strings,
-                                              features)
+    from worldengine.sanitize import learned
+    feature_strings, features = learned.feature_strings, learned.features
     plain = feature_strings("the naked woman")
     assert feature_strings("the n4k3d woman") == plain
     assert feature_strings("the n\u200ba\u200bk\u200be\u200bd woman") == plain
     words_only = [f for f in plain if not f.startswith("s:")]  # a joined run has its own shape
     assert [f for f in feature_strings("the n a k e d woman") if f[:2] != "s:"] == words_only
     assert feature_strings("the nаkеd woman") == plain  # Cyrillic look-alikes
-    assert len(features("word " * 200_000)) <= 30 * MAX_FEATURE_CHARS
+    assert len(features("word " * 200_000)) <= 30 * learned.MAX_FEATURE_CHARS
 
 
 def test_learned_weights_with_wrong_shapes_are_refused():
