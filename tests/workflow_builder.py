@@ -22,7 +22,15 @@ CORE_SOCKETS = {
     "ImageFromBatch": ([("image", "IMAGE")], [("IMAGE", "IMAGE")]),
     "ImageSharpen": ([("image", "IMAGE")], [("IMAGE", "IMAGE")]),
     "Note": ([], []),   # frontend-only: a text box for the reader
+    "CheckpointLoaderSimple": ([], [("MODEL", "MODEL"), ("CLIP", "CLIP"), ("VAE", "VAE")]),
+    "CLIPTextEncode": ([("clip", "CLIP"), ("text", "STRING")], [("CONDITIONING", "CONDITIONING")]),
+    "EmptyLatentImage": ([], [("LATENT", "LATENT")]),
+    "KSampler": ([("model", "MODEL"), ("positive", "CONDITIONING"), ("negative", "CONDITIONING"),
+                  ("latent_image", "LATENT")], [("LATENT", "LATENT")]),
+    "VAEDecode": ([("samples", "LATENT"), ("vae", "VAE")], [("IMAGE", "IMAGE")]),
 }
+# A checkpoint the image-model workflow names (ComfyUI's own default template uses it); not shipped.
+SD_CHECKPOINT = "v1-5-pruned-emaonly.safetensors"
 NOTE_COLOR = {"color": "#432", "bgcolor": "#653"}
 GROUP_TITLE_H, NODE_TITLE_H, MARGIN = 40, 30, 10
 WIDGETS = {"INT", "FLOAT", "STRING", "BOOLEAN"}
@@ -156,7 +164,7 @@ def live_play() -> Graph:
            "replays exactly what you played and the frames are saved.\n\nAny Waypoint-1.5 model; without its "
            "weights Load Waypoint runs the offline toy world and says so on the node.")
     g.add(3, "WaypointSeedFrame", (420, 60), ["crop"], size=(300, 100), engine=(1, 0), image=(2, 0))
-    g.add(4, "WaypointLivePlay", (760, 260), [0, "fixed", "auto"], size=(560, 500), world=(3, 0))
+    g.add(4, "WaypointLivePlay", (760, 260), [0, "fixed", "auto", "off"], size=(560, 500), world=(3, 0))
     g.add(5, "WaypointStepWorld", (1360, 60), [0, -1, "fixed"], size=(320, 150),
           title="Step World (replays what you played)", world=(3, 0), controls=(4, 0))
     g.add(6, "WaypointDecodeLatent", (1720, 60), [0], size=(320, 90), latents=(5, 1))
@@ -167,7 +175,45 @@ def live_play() -> Graph:
     return g
 
 
-WORKFLOWS = {"rollout_60_frames": rollout_60_frames, "img2img_loop": img2img_loop, "live_play": live_play}
+def sanitize_to_seed_image() -> Graph:
+    """Sanitize Prompt -> an ordinary text-to-image model (CLIPTextEncode -> KSampler -> VAE Decode) ->
+    its picture seeds a Waypoint-1.5 world -> Step World -> Decode -> Save. The prompt line runs along
+    the top row, the world line below it, so no wire runs behind a node."""
+    g = Graph("Waypoint: sanitized prompt -> image model -> seed frame -> world rollout")
+    g.add(2, "CheckpointLoaderSimple", (40, 60), [SD_CHECKPOINT], size=(360, 100))
+    g.add(1, "WaypointSanitizePrompt", (40, 240), ["a knight on a castle wall at dawn, misty valley below",
+                                                   "standard", True, "", "default"], size=(360, 260))
+    g.note(13, (40, 560), "1. Sanitize Prompt rewrites the unsafe part of a prompt and keeps the scene.\n2. Its "
+           "text drives an ordinary image model (any SD checkpoint in models/checkpoints: pick it in Load "
+           "Checkpoint) at 16:9.\n3. That picture seeds a Waypoint-1.5 world: 15 latent steps walking "
+           "forward, decoded and saved.\n\nTo check the picture too, put Safety Check (Waypoint) between VAE "
+           "Decode and Seed Frame (needs the optional [safety] extra).", size=(360, 260))
+    g.add(3, "CLIPTextEncode", (520, 340), [""], size=(320, 100), title="Prompt (sanitized)", clip=(2, 1),
+          text=(1, 0))
+    g.add(4, "CLIPTextEncode", (520, 500), ["blurry, text, watermark"], size=(320, 120),
+          title="Negative prompt", clip=(2, 1))
+    g.add(5, "EmptyLatentImage", (520, 680), [1024, 576, 1], size=(320, 130))
+    g.add(6, "KSampler", (880, 260), [0, "fixed", 20, 7.0, "euler", "normal", 1.0], size=(320, 270),
+          model=(2, 0), positive=(3, 0), negative=(4, 0), latent_image=(5, 0))
+    g.add(7, "VAEDecode", (1240, 60), [], size=(240, 70), samples=(6, 0), vae=(2, 2))
+    g.add(8, "WaypointLoad", (1640, 300), [MODEL, "auto", "auto", "auto", "auto", ""], size=(340, 200))
+    g.add(9, "WaypointSeedFrame", (2040, 60), ["crop"], size=(300, 100), engine=(8, 0), image=(7, 0))
+    g.add(10, "WaypointControllerInput", (2040, 300), ["W", 0.0, 0.0, 0, 15, ""], size=(340, 260),
+          title="Walk forward (15 latent frames)")
+    g.add(11, "WaypointStepWorld", (2420, 60), [0, 0, "fixed"], size=(320, 150), world=(9, 0), controls=(10, 0))
+    g.add(12, "WaypointDecodeLatent", (2780, 60), [0], size=(320, 90), latents=(11, 1))
+    g.add(14, "SaveImage", (3140, 60), ["waypoint/sanitized_seed"], size=(420, 420), images=(12, 0))
+    clip_text = next(n for n in g.nodes if n["id"] == 3)
+    text_input = next(i for i in clip_text["inputs"] if i["name"] == "text")
+    text_input["widget"] = {"name": "text"}   # the frontend's widget turned into an input socket
+    g.group("1. Checkpoint and prompt (sanitized)", 2, 1, 13)
+    g.group("2. An ordinary image model draws the seed", 3, 4, 5, 6, 7, color="#8a6d3b")
+    g.group("3. The picture seeds a Waypoint world", 8, 9, 10, 11, 12, 14)
+    return g
+
+
+WORKFLOWS = {"rollout_60_frames": rollout_60_frames, "img2img_loop": img2img_loop, "live_play": live_play,
+             "sanitize_to_seed_image": sanitize_to_seed_image}
 
 
 def main() -> None:
