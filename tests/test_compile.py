@@ -71,34 +71,79 @@ def _background_engine(config, state, folder=None, **options):
     return engine
 
 
-def test_background_compile_serves_eager_then_switches_between_frames(tmp_path):
-    # Frames come from eager at once; the worker compiles on copies of the first call's inputs (the
-    # live KV buffers are never touched by it), the switch happens after a cache pass, the compiled
-    # frames match eager ones, and the main thread never recompiles what the worker built.
+def test_background_compile_serves_eager_then_switches_between_frames(tmp_path, monkeypatch):
+    # Frames come from eager at once; a low-priority child fills an empty inductor cache (the parent's
+    # own compile is then a cache hit), the worker compiles on copies of the first call's inputs (the
+    # live KV buffers are never touched by it). Inside one_path() (one Step World run) nothing
+    # switches, even once the compiled step is ready: those frames are bit for bit eager. The switch
+    # happens at the next run, the compiled frames match eager ones, and the main thread never
+    # recompiles what the worker built.
+    from torch._dynamo.utils import counters
+
     from worldengine.compile import BackgroundForward, cache_size, clear_cache
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
     config = config_from_dict({**preset_dict("tiny"), "n_layers": 2})
     state = random_state(config, seed=5)
     controls = control_cycle(config.n_buttons)
     expected = _rollout(build_engine(config, state, "cpu", "float32", None, compile=False), 6, controls)
 
     torch._dynamo.reset()
+    counters.clear()
     engine = _background_engine(config, state, tmp_path / "model", quant="none", compile="on")
     assert isinstance(engine.forward, BackgroundForward) and engine.compile_status == "eager, compiling…"
+    assert engine.forward.child   # CPU: the cold compile runs in a child process
     session = engine.new_session()
     generator = torch.Generator().manual_seed(7)
     session.append_latent(torch.randn(config.latent_shape, generator=generator))
-    got = [session.step(controls[0], generator=generator)]     # eager, while the worker compiles
-    assert engine.forward.wait(timeout=600) and engine.compile_status == "compiled", engine.compile_status
-    # (whether step 0's own cache pass already switched depends on how fast the worker was: not asserted)
+    with engine.one_path():
+        got = [session.step(controls[0], generator=generator)]     # eager, while the child compiles
+        assert engine.forward.wait(timeout=1200) and engine.compile_status == "compiled", engine.compile_status
+        got += [session.step(controls[i % len(controls)], generator=generator) for i in (1, 2)]
+    assert engine.forward.compiled_calls == 0 and torch.equal(torch.stack(got), expected[:3])
+    assert counters["inductor"]["fxgraph_cache_hit"] >= 1, dict(counters["inductor"])   # the child's work
     with torch._dynamo.config.patch(error_on_recompile=True):
-        for i in range(1, 6):
+        for i in range(3, 6):
             got.append(session.step(controls[i % len(controls)], generator=generator))
             assert engine.forward._use_compiled
+    assert engine.forward.compiled_calls == 3 * len(engine.sigma_conditioning)   # every pass of 3 frames
     assert (torch.stack(got) - expected).abs().max() < 1e-4
     size, files = cache_size(tmp_path)   # torch.compiler cache artifacts beside the model folder
     assert files == 1 and size > 0
     assert clear_cache(tmp_path) == size and cache_size(tmp_path) == (0, 0)
     torch._dynamo.reset()
+
+
+def test_a_compiled_step_failing_after_the_switch_reruns_eager_with_one_warning(monkeypatch):
+    # E.g. CUDA graph capture failing on the first real frame: that pass is rerun eager (a pass only
+    # rewrites its frame's KV tail), one warning, and every later frame is eager. The compiled step
+    # is a stand-in that works for the worker's two warm-up calls, then raises.
+    import worldengine.compile as compile_mod
+    config = config_from_dict({**preset_dict("tiny"), "n_layers": 2})
+    state = random_state(config, seed=9)
+    controls = control_cycle(config.n_buttons)
+    expected = _rollout(build_engine(config, state, "cpu", "float32", None, compile=False), 4, controls)
+    calls = []
+
+    def flaky(engine, cuda_graphs):
+        def forward(*args):
+            calls.append(1)
+            if len(calls) > 2:
+                raise RuntimeError("graph capture failed")
+            return engine.model.forward(*args)
+        return forward
+    monkeypatch.setattr(compile_mod, "compile_forward", flaky)
+    engine = _background_engine(config, state, quant="none", compile="on")
+    engine.forward.child = False
+    session = engine.new_session()
+    generator = torch.Generator().manual_seed(7)
+    session.append_latent(torch.randn(config.latent_shape, generator=generator))
+    got = [session.step(controls[0], generator=generator)]
+    assert engine.forward.wait(timeout=60) and engine.compile_status == "compiled"
+    with pytest.warns(RuntimeWarning, match="torch.compile failed, running eager") as caught:
+        got += [session.step(controls[i], generator=generator) for i in (1, 2, 3)]   # switches at an edge
+    assert len(caught) == 1 and len(calls) == 3
+    assert engine.compile_status.startswith("eager (compile failed: RuntimeError: graph capture failed")
+    assert torch.equal(torch.stack(got), expected)
 
 
 def test_compile_failure_degrades_to_eager_with_one_warning(monkeypatch):
@@ -111,6 +156,7 @@ def test_compile_failure_degrades_to_eager_with_one_warning(monkeypatch):
         raise RuntimeError("inductor is broken here")
     monkeypatch.setattr(torch, "compile", broken)
     engine = _background_engine(config, state, quant="none", compile="on")
+    engine.forward.child = False   # the broken torch.compile is this process's
     with pytest.warns(RuntimeWarning, match="torch.compile failed, running eager") as caught:
         got = _rollout(engine, 1, controls)
         assert engine.forward.wait(timeout=60)
@@ -127,7 +173,7 @@ def test_auto_compile_refuses_a_compiled_step_that_is_not_faster(monkeypatch):
     config = config_from_dict({**preset_dict("tiny"), "n_layers": 2})
     engine = _background_engine(config, random_state(config, seed=8), quant="none", compile="on")
     forward = engine.forward
-    forward.require_faster = True
+    forward.require_faster, forward.child = True, False   # the stand-in compile is this process's
     monkeypatch.setattr(compile_mod, "compile_forward", lambda engine, cuda_graphs: engine.model.forward)
     monkeypatch.setattr(compile_mod.BackgroundForward, "_slower_than_eager", lambda self, inputs: "2.0 vs 1.0 ms")
     _rollout(engine, 1, control_cycle(config.n_buttons))
