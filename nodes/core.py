@@ -45,17 +45,20 @@ class WaypointLoad:
                 "dtype": (DType.values(), {"default": "auto",
                                                  "tooltip": "auto = bfloat16 on GPU, float32 on CPU."}),
                 "quant": (Quant.values(), {"default": "auto",
-                                                 "tooltip": "auto = int8 on GPU; on CPU int8 only where it measured "
-                                                            "faster than float on this machine (the toy world stays "
-                                                            "float: int8 was 2-3x slower per layer there). int8 = W8A8 "
+                                                 "tooltip": "auto (default) = int8 on GPU; on CPU int8 only where an "
+                                                            "int8 kernel measured faster than float on this machine "
+                                                            "(the toy world stays float: int8 was 2-3x slower per layer "
+                                                            "there; the 1B layouts get int8). int8 = W8A8 "
                                                             "linears: faster, less memory, small drift. fp8 = e4m3 "
                                                             "W8A8, on GPUs with fp8 (Ada, Hopper)."}),
                 "compile": (Compile.values(), {"default": "auto",
                                                "tooltip": "torch.compile the model. Frames start at once on the "
-                                                          "plain path while it compiles in the background, then it "
-                                                          "switches (the live HUD says which runs). auto = on for "
-                                                          "GPU (with CUDA graphs); on CPU only with int8 layers and "
-                                                          "only if the compiled step measures faster."}),
+                                                          "plain path while it compiles in the background (on CPU "
+                                                          "in a low-priority child process), then it switches "
+                                                          "between two Step World runs (the live HUD says which "
+                                                          "runs). auto (default) = on for GPU (with CUDA graphs); "
+                                                          "on CPU only with int8 layers and only if the compiled "
+                                                          "step measures faster. Old true/false = on/off."}),
             },
             "optional": {
                 "repo_id": ("STRING", {"default": "", "tooltip": "Type any Hugging Face repo id (owner/name) or "
