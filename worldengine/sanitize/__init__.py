@@ -3,7 +3,8 @@
 ``sanitize(text)`` normalises the prompt (NFKC, invisible characters, homoglyphs, leetspeak,
 spacing tricks), detects unsafe categories with data-driven term lists plus context rules
 (``detect.py``), rewrites the unsafe element into a safe generic description while keeping the
-scene, and enriches very short prompts. Fully offline, deterministic, pure Python (no torch).
+scene, and enriches very short prompts; what the lists find clean goes to a small learned classifier
+(``learned_stage.py``, numpy, weights shipped as safetensors). Offline, deterministic, CPU.
 
     result = sanitize("a n@ked woman on a beach at sunset")
     result.text      # "A clothed woman on a beach at sunset"
