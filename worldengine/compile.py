@@ -170,7 +170,7 @@ class BackgroundForward:
             if self.cache is not None:
                 self.cache.load()
             self.compiled = compile_forward(self.engine, self.cuda_graphs)
-            with torch.inference_mode(inference), _short_gil_slices():
+            with torch.inference_mode(inference):
                 self.compiled(*inputs)                     # compiles; a second call replays what it built
                 self.compiled(*inputs)
             with torch.inference_mode(inference):
@@ -211,24 +211,6 @@ class BackgroundForward:
         self.status = f"{EAGER} (compile failed: {type(err).__name__}: {str(err).strip()[:200]})"
         warnings.warn(f"torch.compile failed, running eager: {type(err).__name__}: {err}", RuntimeWarning)
         LOG.warning("[worldengine] %s", self.status)
-
-
-# While this thread traces (pure Python, holding the GIL), each eager op of the frames being played
-# waits for the GIL when it returns from its kernel, up to one switch interval (5 ms by default):
-# a warm-cache compile of cpu-small stretched a 3 s eager frame to 52 s (docs/compile.md).
-GIL_SLICE_S = 0.0005
-
-
-@contextlib.contextmanager
-def _short_gil_slices():
-    """Python's thread switch interval at `GIL_SLICE_S` for the duration (restored after)."""
-    import sys
-    previous = sys.getswitchinterval()
-    sys.setswitchinterval(min(previous, GIL_SLICE_S))
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(previous)
 
 
 class CompileCache:
