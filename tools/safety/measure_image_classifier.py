@@ -65,7 +65,8 @@ def package_pictures(limit: int = 40) -> list[np.ndarray]:
     import sysconfig
     root = Path(sysconfig.get_paths()["purelib"])
     paths = sorted(p for ext in ("png", "jpg", "jpeg") for p in root.rglob(f"*.{ext}")
-                   if p.stat().st_size > 20_000 and "example.png" != p.name)
+                   if p.stat().st_size > 20_000 and p.name != "example.png"
+                   and "skimage" not in p.parts)  # scikit-image's photos are their own source
     return [_png(p) for p in paths[:limit]]
 
 
