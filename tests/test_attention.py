@@ -125,3 +125,38 @@ def test_int8_attention_rollout_stays_within_one_percent_of_bf16_for_100_frames(
     assert max(errors) <= 0.01, max(errors)
     first, last = sum(errors[:25]) / 25, sum(errors[-25:]) / 25
     assert last <= 2 * first + 1e-3, (first, last)   # no drift: the error does not grow with the context
+
+
+def test_load_time_choice_keeps_the_float_path_and_sets_accurate_kernels():
+    from worldengine.attn.choose import choices
+    config = preset_config("tiny")
+    state = random_state(config, 0)
+    plain = build_engine(config, state, "cpu", "bfloat16", "none", False)
+    assert plain.options["attention"] == {}
+    assert all(block.attn.attn_kernel is None for block in plain.model.blocks)
+    engine = build_engine(config, state, "cpu", "bfloat16", "int8", False)
+    kinds = {f"{d}x{b}" for d, b in (config.ring(i) for i in range(config.n_layers))}
+    assert set(engine.options["attention"]) == kinds
+    for key, result in choices().items():
+        assert result["errors"][result["choice"]] <= error_bound(result["choice"]), key
+        assert result["times_ms"][result["choice"]] <= result["times_ms"][REFERENCE], key
+    for i, block in enumerate(engine.model.blocks):
+        choice = engine.options["attention"]["%dx%d" % config.ring(i)]
+        assert (block.attn.attn_kernel is None) == (choice == REFERENCE)
+
+
+def test_a_set_attention_kernel_is_the_one_the_engine_calls():
+    config = preset_config("tiny")
+    engine = build_engine(config, random_state(config, 0), "cpu", "bfloat16", None, False)
+    reference = _rollout(engine, 3)
+    calls = []
+
+    def counting(q, k, v, mask):
+        calls.append(q.shape)
+        return int8_attention_dense(q, k, v, mask, block=config.tokens_per_frame)
+
+    for block in engine.model.blocks:
+        block.attn.attn_kernel = counting
+    got = _rollout(engine, 3)
+    assert len(calls) == (1 + 3 * len(config.scheduler_sigmas)) * config.n_layers
+    assert 0 < max(relative_error(a, b) for a, b in zip(got, reference)) <= 0.01

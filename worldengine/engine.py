@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from worldengine.attn.choose import choose_attention
 from worldengine.checkpoint import check_canonical, read_safetensors, remap_published_waypoint15, to_inference_layout
 from worldengine.config import WaypointConfig, load_config
 from worldengine.hub import resolve_model_folder
@@ -168,6 +169,8 @@ def apply_speed_options(engine: WorldEngine, quant: str | None = "auto", compile
                                   mode=quant.value, rows_hint=engine.config.tokens_per_frame,
                                   only_if_faster=auto_quant and not cuda)
     quant_text = "none (auto: int8 slower here)" if auto_quant and not layers else quant.value
+    # Attention kernel by measurement only where linears went int8 (the float path stays bit-identical).
+    attention = choose_attention(engine, quant is Quant.INT8) if layers else {}
     # CPU: compile pays off only with int8 layers (inductor fuses their quantize and epilogue work), and
     # costs a core for a minute; so auto compiles where the auto measurement chose int8.
     compiled = compile is Compile.ON or (compile is Compile.AUTO and (cuda or (auto_quant and bool(layers))))
@@ -179,6 +182,7 @@ def apply_speed_options(engine: WorldEngine, quant: str | None = "auto", compile
         from worldengine.compile import compile_forward
         engine.forward = compile_forward(engine)
     engine.options = {"quant": quant_text, "compile": compiled, "int8_layers": len(layers) if quant is Quant.INT8 else 0}
+    engine.options["attention"] = attention
     LOG.info("[worldengine] speed options: quant=%s compile=%s (asked: quant=%s compile=%s)", quant_text,
              engine.compile_status, "auto" if auto_quant else quant.value, compile.value)
 

@@ -74,6 +74,9 @@ class SelfAttention(nn.Module):
         self.out_proj = linear(d_model, d_model)
         self.v_lamb = nn.Parameter(torch.tensor(0.5)) if value_residual else None
         self.gate_proj = linear(n_heads, n_heads) if gated else None
+        # Ring attention kernel chosen at load by measurement (`worldengine.attn.choose`): None keeps the
+        # plain SDPA call below (the float path, bit-identical); else a `worldengine.attn` candidate.
+        self.attn_kernel = None
 
     def _value_residual(self, v, v_first):
         """Value residual: the first layer's V is kept, later layers mix it in (lerp by v_lamb)."""
@@ -97,8 +100,12 @@ class SelfAttention(nn.Module):
         # head h // group): the mask is per key only, so this is the same attention without expanding K/V.
         group = self.n_heads // self.n_kv_heads
         folded = q.reshape(self.n_kv_heads, group * tokens, dh)
-        y = F.scaled_dot_product_attention(folded[None], kv[0][None], kv[1][None],
-                                           attn_mask=key_mask.view(1, 1, 1, -1))[0].view(self.n_heads, tokens, dh)
+        if self.attn_kernel is None:
+            y = F.scaled_dot_product_attention(folded[None], kv[0][None], kv[1][None],
+                                               attn_mask=key_mask.view(1, 1, 1, -1))[0]
+        else:
+            y = self.attn_kernel(folded, kv[0], kv[1], key_mask)
+        y = y.view(self.n_heads, tokens, dh)
         if self.gate_proj is not None:
             gate = torch.sigmoid(self.gate_proj(h[:, : self.n_heads]))        # [T, H]
             y = y * gate.transpose(0, 1)[..., None]
