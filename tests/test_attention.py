@@ -141,7 +141,8 @@ def test_load_time_choice_keeps_the_float_path_and_sets_accurate_kernels():
         assert result["errors"][result["choice"]] <= error_bound(result["choice"]), key
         assert result["times_ms"][result["choice"]] <= result["times_ms"][REFERENCE], key
     for i, block in enumerate(engine.model.blocks):
-        choice = engine.options["attention"]["%dx%d" % config.ring(i)]
+        dilation, buckets = config.ring(i)
+        choice = engine.options["attention"][f"{dilation}x{buckets}"]
         assert (block.attn.attn_kernel is None) == (choice == REFERENCE)
 
 

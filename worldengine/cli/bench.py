@@ -23,12 +23,12 @@ from worldengine.options import Compile, DType, Quant
 from worldengine.cli.startup import resolve_speed_flags, run_cold
 from worldengine.synthetic import random_prompt
 from worldengine.synthetic.presets import PRESETS, preset_config
+from worldengine.cli.kernel_report import kernel_report
 from worldengine.cli.roofline import ROOFLINE_KEYS, frame_flops, gemm_sizes_for, measure_roofline
 
 OPTIMIZED_DEFAULT = {"dtype": "bfloat16", "quant": "int8", "compile": True}
 # Roofline result key per configuration kind (a quant mode or a compute dtype name).
 ROOFLINE_KEY = {**ROOFLINE_KEYS, "bfloat16": ROOFLINE_KEYS["bf16"], "float32": ROOFLINE_KEYS["fp32"]}
-
 
 def control_cycle(n_buttons: int):
     """Per-frame controls that vary pressed-button count, mouse and scroll (no two neighbours alike)."""
@@ -288,7 +288,7 @@ def _run(args, argv) -> int:
     label = "optimized" if args.compare else "run"
     runs[label] = run_config(config, state, args.device, args.dtype, args.quant, args.compile,
                              args.frames, args.warmup, roofline)
-    print(describe(label, runs[label]))
+    print(describe(label, runs[label]) + "\n" + kernel_report())
     report["runs"] = runs
     if args.compare:
         report["speedup"] = round(runs["baseline"]["ms_per_frame_p50"] / runs["optimized"]["ms_per_frame_p50"], 3)
