@@ -26,6 +26,8 @@ def kernel_report() -> str:
 
     lines = [f"[bench] ISA: {', '.join(cpu_isa()) or 'unknown'}"]
     for key, verdict in verdicts().items():
+        if key.startswith("attention"):   # raw timings; the choice (with its margin) is listed below
+            continue
         times = " ".join(f"{n} {t:.3g}" for n, t in verdict["times_ms"].items())
         lines.append(f"[bench] kernel {key}: {verdict['choice']} (ms: {times})")
     for key, result in choices().items():
