@@ -1,6 +1,6 @@
 """Attention candidates (worldengine.attn): per-call accuracy against today's SDPA call at the masks the
 ring cache really builds, the int8 KV representation, and a 100-frame rollout with int8 attention
-swapped in for SDPA (through a stand-in for `layers.F`; layers.py itself is not changed)."""
+swapped in for SDPA (through a stand-in for `layers.F`), and the load-time choice (`attn.choose`)."""
 from __future__ import annotations
 
 import pytest

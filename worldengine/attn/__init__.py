@@ -1,6 +1,6 @@
 """Candidate kernels for the ring self-attention, chosen by measurement (`python -m worldengine.cli.bench_attention`).
 
-Not wired into the engine yet: `layers.SelfAttention` still calls `sdpa_reference`'s SDPA. Every
+Chosen per ring kind at load by `worldengine.attn.choose` (`SelfAttention.attn_kernel`). Every
 candidate has the signature documented in `worldengine.attn.sdpa` (folded GQA queries [Hk, G*T, dh],
 ring K/V [Hk, N, dh], key mask [N] bool → [Hk, G*T, dh] in q's dtype).
 """
