@@ -140,6 +140,8 @@ class BackgroundForward:
             yield self
         finally:
             self._path.pinned = pinned
+            if not pinned and self._ready:
+                self._path.compiled = True   # the end of a run is a frame edge too
 
     def __call__(self, x, block_mods, *args):
         if self._thread is None:
