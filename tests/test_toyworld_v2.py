@@ -4,7 +4,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from worldengine.quant.select import one_thread
 
 from tools.toyworld.ckpt import load_training_state, save_training_state
 from tools.toyworld.episodes import play, random_actions
@@ -17,6 +16,7 @@ from tools.toyworld.train import new_model
 from worldengine.ae.toy import ToyTAE, ToyTAEDecoderStream, load_toy_ae, save_tae
 from worldengine.config import config_from_dict
 from worldengine.errors import WaypointError
+from worldengine.quant.select import one_thread
 
 
 def test_game_is_16_9_deterministic_and_follows_the_controls():
