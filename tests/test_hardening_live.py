@@ -14,9 +14,9 @@ from types import SimpleNamespace
 
 import aiohttp
 import pytest
-from live_helpers import small_live_world
-from aiohttp import WSMsgType, web
-from aiohttp.test_utils import TestClient, TestServer, make_mocked_request
+from aiohttp import WSMsgType
+from aiohttp.test_utils import make_mocked_request
+from live_helpers import route_client, small_live_world
 
 from worldengine.live.protocol import unpack_frame
 
@@ -44,15 +44,6 @@ def run(coro):
     return asyncio.run(asyncio.wait_for(coro, 300))
 
 
-async def start_client():
-    from nodes.live import routes as live_routes
-    routes = web.RouteTableDef()
-    live_routes.add_routes(routes)
-    app = web.Application()
-    app.add_routes(routes)
-    test_client = TestClient(TestServer(app, host="127.0.0.1"))
-    await test_client.start_server()
-    return test_client
 
 
 # ---- Origin ------------------------------------------------------------------------------------
@@ -94,7 +85,7 @@ def test_cross_origin_pages_get_403_before_the_upgrade(nodes):
     _, ids = nodes
 
     async def scenario():
-        test_client = await start_client()
+        test_client = await route_client()
         try:
             for origin in ("http://evil.example.com", "null", "http://127.0.0.1.evil.com", "file://"):
                 with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
@@ -136,7 +127,7 @@ def test_concurrent_connects_leave_every_open_socket_streaming_or_closed(nodes):
     random.Random(15).shuffle(order)
 
     async def scenario():
-        test_client = await start_client()
+        test_client = await route_client()
         try:
             sockets = await asyncio.gather(*(_connect_and_play(test_client, node_id) for node_id in order))
             first = await asyncio.gather(*(_first_outcome(ws) for ws in sockets))
@@ -167,7 +158,7 @@ def test_a_closed_session_closes_its_socket_and_play_cannot_revive_it(nodes):
     bindings, ids = nodes
 
     async def scenario():
-        test_client = await start_client()
+        test_client = await route_client()
         try:
             ws = await _connect_and_play(test_client, ids[1])
             assert await _first_outcome(ws) == "frame"
@@ -207,7 +198,7 @@ def test_exports_have_a_rate_limit_and_a_quota(nodes):
     bindings, ids = nodes
 
     async def scenario():
-        test_client = await start_client()
+        test_client = await route_client()
         try:
             binding = bindings.get_binding(ids[2])
             binding.quota = ExportQuota(min_interval=3600.0)

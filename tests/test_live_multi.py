@@ -10,7 +10,7 @@ import time
 
 import pytest
 import torch
-from live_helpers import SMALL
+from live_helpers import SMALL, route_client
 
 from worldengine import Controls, load_engine
 from worldengine.batch import stepper_for
@@ -304,23 +304,14 @@ def test_players_on_sockets_a_silent_one_and_one_that_vanishes(world, tmp_path, 
     one vanishes mid-play; the third keeps getting frames all along, batched while others play."""
     import asyncio
 
-    from aiohttp import web
-    from aiohttp.test_utils import TestClient, TestServer
-
     from nodes.live import WaypointLivePlay, bindings
-    from nodes.live import routes as live_routes
     monkeypatch.chdir(tmp_path)
     names = ["p1", "p2", "p3"]
     for index, name in enumerate(names):
         WaypointLivePlay().bind_world(world, index, "auto", unique_id=name)
 
     async def scenario():
-        routes = web.RouteTableDef()
-        live_routes.add_routes(routes)
-        app = web.Application()
-        app.add_routes(routes)
-        test_client = TestClient(TestServer(app, host="127.0.0.1"))
-        await test_client.start_server()
+        test_client = await route_client()
         try:
             silent, leaving, steady = [await test_client.ws_connect(f"/waypoint/live/{n}/ws") for n in names]
             for ws in (silent, leaving, steady):

@@ -14,9 +14,8 @@ import statistics
 import time
 
 import pytest
-from live_helpers import small_live_world
-from aiohttp import WSMsgType, web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp import WSMsgType
+from live_helpers import route_client, small_live_world
 
 from worldengine.live.protocol import unpack_frame
 
@@ -42,15 +41,6 @@ def run(coro):
     return asyncio.run(asyncio.wait_for(coro, 120))
 
 
-async def client():
-    from nodes.live import routes as live_routes
-    routes = web.RouteTableDef()
-    live_routes.add_routes(routes)
-    app = web.Application()
-    app.add_routes(routes)
-    test_client = TestClient(TestServer(app, host="127.0.0.1"))
-    await test_client.start_server()
-    return test_client
 
 
 class Player:
@@ -97,7 +87,7 @@ async def _acking_pump(player, until, timeout=30.0):
 
 def test_unbound_node_gets_an_error_and_close():
     async def scenario():
-        test_client = await client()
+        test_client = await route_client()
         try:
             ws = await test_client.ws_connect("/waypoint/live/999/ws")
             player = Player(ws)
@@ -113,7 +103,7 @@ def test_unbound_node_gets_an_error_and_close():
 
 def test_frames_flow_bad_messages_are_refused_and_track_is_served(bound):
     async def scenario():
-        test_client = await client()
+        test_client = await route_client()
         try:
             ws = await test_client.ws_connect("/waypoint/live/42/ws")
             player = Player(ws)
@@ -154,7 +144,7 @@ def test_frames_flow_bad_messages_are_refused_and_track_is_served(bound):
 
 def test_over_cap_message_closes_only_that_socket_and_takeover(bound):
     async def scenario():
-        test_client = await client()
+        test_client = await route_client()
         try:
             first = Player(await test_client.ws_connect("/waypoint/live/42/ws"))
             await first.ws.send_str("x" * (70 * 1024))
@@ -229,7 +219,7 @@ async def _load(test_client, seconds: float):
 
 def test_load_1000_messages_per_second(bound):
     async def scenario():
-        test_client = await client()
+        test_client = await route_client()
         try:
             player, sent, bad, per_second, memory, elapsed = await _load(test_client, LOAD_SECONDS)
             assert all(count > 0 for count in per_second), f"a second without frames: {per_second}"
@@ -257,7 +247,7 @@ def test_load_1000_messages_per_second(bound):
 def test_latency_of_sparse_input(bound):
     """A person's input: one control every ~120 ms; time until the first frame that used it."""
     async def scenario():
-        test_client = await client()
+        test_client = await route_client()
         try:
             player = Player(await test_client.ws_connect("/waypoint/live/42/ws"))
             await player.ws.send_str('{"type": "play"}')

@@ -164,16 +164,7 @@ def test_nudenet_passes_benign_pictures():
     assert check.apply(images).flagged == []
 
 
-def test_missing_nudenet_names_the_extra(monkeypatch):
-    import builtins
-    real_import = builtins.__import__
-
-    def no_nudenet(name, *args, **kwargs):
-        if name == "nudenet":
-            raise ImportError("No module named 'nudenet'")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_nudenet)
+def test_missing_nudenet_names_the_extra(without_nudenet):
     with pytest.raises(WaypointError, match=r"comfyui-waypoint\[safety\]"):
         get_classifier("nudenet").scores(np.zeros((1, 8, 8, 3), np.uint8))
 

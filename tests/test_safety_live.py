@@ -182,19 +182,9 @@ def test_live_play_safety_off_has_no_guard(world):
         bindings.unbind("safety-2")
 
 
-def test_redirect_without_the_extra_is_refused_at_queue_time(world, monkeypatch):
-    import builtins
-
+def test_redirect_without_the_extra_is_refused_at_queue_time(world, without_nudenet):
     from nodes.live import WaypointLivePlay, bindings
     from worldengine.errors import WaypointError
-    real_import = builtins.__import__
-
-    def no_nudenet(name, *args, **kwargs):
-        if name == "nudenet":
-            raise ImportError("No module named 'nudenet'")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_nudenet)
     with pytest.raises(WaypointError, match=r"not installed.*comfyui-waypoint\[safety\]"):
         WaypointLivePlay().bind_world(world, 0, "auto", "redirect", unique_id="safety-3")
     assert bindings.get_binding("safety-3") is None     # nothing bound: Play cannot start unguarded
