@@ -113,17 +113,21 @@ def _rollout(engine, frames: int) -> list[torch.Tensor]:
             for i in range(frames)]
 
 
-def test_int8_attention_rollout_stays_within_one_percent_of_bf16_for_100_frames(monkeypatch):
+@pytest.mark.parametrize("frames", [pytest.param(100, marks=pytest.mark.slow), 30])
+def test_int8_attention_rollout_stays_within_one_percent_of_bf16(monkeypatch, frames):
+    # 100 frames is the bound (slow: `torch._int_mm` runs at ~1 GOP/s on AVX2-only CPUs, so it
+    # takes minutes there); 30 frames is the bounded version the default suite runs.
     config = preset_config("tiny")
     engine = build_engine(config, random_state(config, 0), "cpu", "bfloat16", None, False)
-    reference = _rollout(engine, 100)
+    reference = _rollout(engine, frames)
     patched = _PatchedF(lambda q, k, v, m: int8_attention_dense(q, k, v, m, block=config.tokens_per_frame))
     monkeypatch.setattr(layers, "F", patched)
-    got = _rollout(engine, 100)
-    assert patched.calls == (1 + 100 * len(config.scheduler_sigmas)) * config.n_layers
+    got = _rollout(engine, frames)
+    assert patched.calls == (1 + frames * len(config.scheduler_sigmas)) * config.n_layers
     errors = [relative_error(a, b) for a, b in zip(got, reference)]
     assert max(errors) <= 0.01, max(errors)
-    first, last = sum(errors[:25]) / 25, sum(errors[-25:]) / 25
+    quarter = frames // 4
+    first, last = sum(errors[:quarter]) / quarter, sum(errors[-quarter:]) / quarter
     assert last <= 2 * first + 1e-3, (first, last)   # no drift: the error does not grow with the context
 
 

@@ -224,7 +224,7 @@ def test_undo_keeps_the_live_widget_bound(comfy, browser):
     assert drawn >= 2
 
 
-async def compiled_play_in_browser(page_ws: str, url: str):
+async def compiled_play_in_browser(page_ws: str, url: str, wait_compiled: bool):
     async with page(page_ws) as tools:
         await open_live(tools, url, live_workflow(COMPILE_MODEL, compile="on"))
         await tools.js(f"""(() => {{ const w = {WIDGET}, draw = w.draw.bind(w);
@@ -233,19 +233,25 @@ async def compiled_play_in_browser(page_ws: str, url: str):
         first_ms = await tools.until("window.__firstDraw && window.__firstDraw - window.__playAt", 60, "a frame")
         hud_first = await tools.until(f"{WIDGET}.status.compile && {WIDGET}.hud.textContent", 10, "the HUD")
         status_first = await tools.js(f"{WIDGET}.status.compile")
-        hud_last = await tools.until(f"!{WIDGET}.status.compile.includes('compiling') && "
-                                     f"{WIDGET}.hud.textContent.includes({WIDGET}.status.compile) && "
-                                     f"{WIDGET}.hud.textContent", 300, "the compile to finish")
+        hud_last = hud_first
+        if wait_compiled:   # the child compile takes minutes on 2 busy cores: only in the slow run
+            hud_last = await tools.until(f"!{WIDGET}.status.compile.includes('compiling') && "
+                                         f"{WIDGET}.hud.textContent.includes({WIDGET}.status.compile) && "
+                                         f"{WIDGET}.hud.textContent", 900, "the compile to finish")
         await tools.js(f"(() => {{ {WIDGET}.pause(); return true; }})()")
         return first_ms, status_first, hud_first, hud_last
 
 
-def test_play_on_a_fresh_compiled_engine_shows_frames_at_once(comfy, browser):
+@pytest.mark.parametrize("wait_compiled", [pytest.param(True, marks=pytest.mark.slow), False])
+def test_play_on_a_fresh_compiled_engine_shows_frames_at_once(comfy, browser, wait_compiled):
+    """Frames within 5 s of Play while the engine compiles, the HUD naming the path; the slow run also
+    waits for the HUD to reach "compiled" (the bounded run stops at the first frames)."""
     first_ms, status_first, hud_first, hud_last = asyncio.run(
-        asyncio.wait_for(compiled_play_in_browser(browser, comfy.url), 420))
+        asyncio.wait_for(compiled_play_in_browser(browser, comfy.url, wait_compiled), 1000))
     assert first_ms < 5000, f"the first frame took {first_ms:.0f} ms after Play (compile=on, fresh engine)"
     assert status_first in hud_first, (status_first, hud_first)
     assert status_first.startswith(("eager", "compiled")), status_first
-    assert "compiled" in hud_last or "compile failed" in hud_last, hud_last
+    if wait_compiled:
+        assert "compiled" in hud_last or "compile failed" in hud_last, hud_last
     print(f"\ncompile=on: first frame {first_ms:.0f} ms after Play; HUD {status_first!r} -> "
-          f"{hud_last.splitlines()[1]!r}")
+          f"{hud_last.splitlines()[-1]!r}")
