@@ -231,7 +231,8 @@ async def compiled_play_in_browser(page_ws: str, url: str, wait_compiled: bool):
             w.draw = (picture, header) => {{ window.__firstDraw ??= performance.now(); draw(picture, header); }};
             window.__playAt = performance.now(); w.play(); return true; }})()""")
         first_ms = await tools.until("window.__firstDraw && window.__firstDraw - window.__playAt", 60, "a frame")
-        hud_first = await tools.until(f"{WIDGET}.status.compile && {WIDGET}.hud.textContent", 10, "the HUD")
+        hud_first = await tools.until(f"{WIDGET}.status.compile && {WIDGET}.hud.textContent.includes("
+                                      f"{WIDGET}.status.compile) && {WIDGET}.hud.textContent", 10, "the HUD's path")
         status_first = await tools.js(f"{WIDGET}.status.compile")
         hud_last = hud_first
         if wait_compiled:   # the child compile takes minutes on 2 busy cores: only in the slow run
