@@ -96,12 +96,18 @@ class Graph:
                 "extra": {"title": self.title}, "version": 0.4}
 
 
+def _load_model_and_seed_image(g: Graph) -> None:
+    """Nodes 1 (Load Waypoint, every option auto) and 2 (LoadImage of ComfyUI's example.png), stacked on
+    the left: how every scripted workflow starts."""
+    g.add(1, "WaypointLoad", (40, 60), [MODEL, "auto", "auto", "auto", "auto", ""], size=(340, 200))
+    g.add(2, "LoadImage", (40, 320), ["example.png", "image"], size=(340, 320))
+
+
 def rollout_60_frames() -> Graph:
     """Seed image -> 15 latent steps (60 video frames on Waypoint-1.5) of scripted controls -> saved frames.
     Laid out left to right so no wire runs behind a node."""
     g = Graph("Waypoint: seed image -> 60-frame scripted rollout -> saved frames")
-    g.add(1, "WaypointLoad", (40, 60), [MODEL, "auto", "auto", "auto", "auto", ""], size=(340, 200))
-    g.add(2, "LoadImage", (40, 320), ["example.png", "image"], size=(340, 320))
+    _load_model_and_seed_image(g)
     g.note(9, (40, 700), "A scripted walk: 8 latent steps forward, then 7 turning right = 15 steps.\n\n"
            "Waypoint-1.5 decodes 4 frames per step: 60 frames at 60 fps (1 s) land in output/waypoint/. "
            "Without its weights Load Waypoint runs the offline toy world (1 frame per step: 15 frames) "
@@ -124,8 +130,7 @@ def img2img_loop() -> Graph:
     """Rollout -> its last frame through an ordinary image node -> injected back -> rollout again.
     The world line runs along one row; the image branch sits below it, so wires stay in the open."""
     g = Graph("Waypoint: rollout -> last frame through an image node -> injected back (img2img loop)")
-    g.add(1, "WaypointLoad", (40, 60), [MODEL, "auto", "auto", "auto", "auto", ""], size=(340, 200))
-    g.add(2, "LoadImage", (40, 320), ["example.png", "image"], size=(340, 320))
+    _load_model_and_seed_image(g)
     g.note(14, (40, 700), "1. Roll the world out 6 latent steps.\n2. Decode Latent with last_frames = 1 gives "
            "just its last frame; any image node edits it (here: sharpen).\n3. Seed Frame with a world input "
            "injects the edited frame into that world (the input world itself is unchanged).\n4. Roll on 6 more "
@@ -157,8 +162,7 @@ def live_play() -> Graph:
     saved frames. The widget sits below the world line, so the seed world's wire to Step World passes
     above it. Node ids 4 (Live Play) and 5 (Step World) are what tests/test_browser.py drives."""
     g = Graph("Waypoint: live play inside ComfyUI -> replay what you played -> saved frames")
-    g.add(1, "WaypointLoad", (40, 60), [MODEL, "auto", "auto", "auto", "auto", ""], size=(340, 200))
-    g.add(2, "LoadImage", (40, 320), ["example.png", "image"], size=(340, 320))
+    _load_model_and_seed_image(g)
     g.note(8, (40, 700), "1. Queue once: the Live Play node gets the seed world.\n2. Click its picture and press "
            "Play: W A S D + mouse drive the world, Esc releases keyboard and mouse.\n3. Queue again: Step World "
            "replays exactly what you played and the frames are saved.\n\nAny Waypoint-1.5 model; without its "
