@@ -32,7 +32,8 @@ LANGS = ("en", "fr", "es", "de", "it", "pt", "nl", "pl", "ru", "tr", "ja", "zh",
 ADULT = {"en": "a man", "fr": "un homme", "es": "un hombre", "de": "ein Mann", "it": "un uomo",
          "pt": "um homem", "nl": "een man", "pl": "mężczyzna", "ru": "мужчина", "tr": "bir adam",
          "ja": "男性", "zh": "男人", "ko": "남자"}
-DEV_MODULES = ("dev_items",) + tuple(f"heldout{n}_items" for n in ("", 2, 3, 4, 5, 6, 7, 8))
+DEV_MODULES = ("dev_items",) + tuple(f"heldout{n}_items" for n in ("", 2, 3, 4, 5, 6, 7, 8, 9))
+GENERATED = ("generated_items",)  # v10's own training items (never an evaluation set)
 _SECTION = re.compile(r"^\[([a-z_]+)")
 
 
@@ -82,7 +83,7 @@ def _twin(category: str, text: str, lang: str) -> str | None:
 def dev_items() -> tuple[list[tuple[str, str, str]], dict[str, list[str]]]:
     """(text, label, lang) rows from the dev modules, and benign scenes per language."""
     rows, scenes = [], {lang: [] for lang in LANGS}
-    for name in DEV_MODULES:
+    for name in DEV_MODULES + GENERATED:
         mod = importlib.import_module(name)
         for lang, items in mod.UNSAFE.items():
             for category, text in items:

@@ -3,7 +3,9 @@
     OMP_NUM_THREADS=1 python tools/safety/train_classifier.py [--epochs 6] [--per-lang 600]
         [--out worldengine/sanitize/data/prompt_classifier.safetensors]
 
-Corpus: ``corpus.build`` (dev items 1-8 with evasions and counterfactual twins, templates).
+Corpus: ``corpus.build`` (dev items, held-out sets 1-9 and v10's ``generated_items``, with
+evasions and counterfactual twins; templates). v10 trains on every dev set: the thresholds are
+chosen by leave-one-set-out runs (``loso.py``) instead of a validation split.
 Model: ``learned.py`` (embedding bag mean -> ReLU -> linear). Deterministic: fixed seeds, one
 thread, CPU. Takes a few minutes on 1 core.
 """
@@ -104,13 +106,14 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--per-lang", type=int, default=600)
-    ap.add_argument("--exclude", nargs="*", default=["heldout8_items"],
-                    help="dev modules left out (the validation split for the thresholds)")
+    ap.add_argument("--exclude", nargs="*", default=[],
+                    help="dev modules left out (e.g. to replay v9: heldout8_items heldout9_items)")
     ap.add_argument("--prior-safe", type=float, default=0.5)
     ap.add_argument("--out", type=Path, default=WEIGHTS)
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     corpus.DEV_MODULES = tuple(m for m in corpus.DEV_MODULES if m not in args.exclude)
+    corpus.GENERATED = tuple(m for m in corpus.GENERATED if m not in args.exclude)
     rows = corpus.build(args.per_lang)
     print(f"{len(rows)} rows: {dict(Counter(lab for _, lab, _ in rows))}", flush=True)
     net = train(rows, args.epochs)

@@ -23,7 +23,6 @@ Rules, per strictness (``Strictness``):
 
 from __future__ import annotations
 
-
 from dataclasses import dataclass, field
 
 from worldengine.errors import Choice, WaypointError
@@ -68,8 +67,9 @@ class Detection:
 
 
 def _inside(hit: Hit, spans: list[tuple[int, int]]) -> bool:
-    """Inside a benign phrase, or running into one ("avec un [pistolet à eau]")."""
-    return any(s <= hit.start and hit.end <= e or hit.start < s < hit.end <= e for s, e in spans)
+    """Starting inside a benign phrase (a glued "[water pistol] at" -> "pistola" runs out of
+    it), or running into one ("avec un [pistolet à eau]")."""
+    return any(s <= hit.start < e or hit.start < s < hit.end <= e for s, e in spans)
 
 
 def _drop_contained(hits: list[Hit]) -> list[Hit]:
@@ -129,7 +129,7 @@ def _harm_pairs(tokens: list[Token], verbs: list[Hit], passive_verbs: list[Hit],
     return pairs
 
 
-def detect(text: str, strictness: "str | Strictness" = Strictness.STANDARD,
+def detect(text: str, strictness: str | Strictness = Strictness.STANDARD,
            lexicon: Lexicon | None = None, use_model: bool = True) -> Detection:
     """Detect unsafe categories in ``text`` (any string; normalised here); ``use_model=False``
     skips the learned classifier."""

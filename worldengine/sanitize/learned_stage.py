@@ -10,11 +10,26 @@ the category. It gives up (None) after ``MAX_REMOVED`` words; sanitize() then re
 
 from __future__ import annotations
 
+import re
+
 from worldengine.sanitize.learned import get_classifier
 
 # unsafe probability (1 - p(safe)) needed to flag, per strictness. Chosen on dev data
 # (held-out sets 1-8, now dev): see docs/safety.md.
 THRESHOLDS = {"relaxed": 0.8, "standard": 0.6, "strict": 0.5}
+# Added to the threshold for prompts written mostly in CJK or Hangul: their features are 1..3
+# character grams shared with everyday words, and short ones have few of them; the learned
+# stage's false rewrites on sets 8 and 9 (a tea house, a studio, a balcony) were all such
+# prompts. Chosen by leave-one-set-out runs (tools/safety/loso.py, docs/safety.md).
+CJK_EXTRA = 0.2
+_CJK = re.compile("[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]")
+
+
+def threshold(clean: str, level: str) -> float:
+    """The unsafe probability that flags ``clean`` at strictness ``level`` (0..1)."""
+    letters = sum(c.isalpha() for c in clean)
+    cjk = len(_CJK.findall(clean))
+    return min(THRESHOLDS[level] + (CJK_EXTRA if letters and 2 * cjk > letters else 0.0), 0.99)
 MAX_REMOVED = 4
 # What replaces a removed run, per category (English; the classifier is multilingual, the
 # placeholder is neutral in any prompt); sexual wording is dropped without a placeholder.
@@ -28,7 +43,7 @@ def learned_flag(clean: str, level: str) -> tuple[str, float] | None:
     if clf is None:
         return None
     pred = clf.predict(clean)
-    if pred.label != "safe" and pred.unsafe_prob >= THRESHOLDS[level]:
+    if pred.label != "safe" and pred.unsafe_prob >= threshold(clean, level):
         return pred.label, pred.unsafe_prob
     return None
 
@@ -59,6 +74,6 @@ def learned_rewrite(clean: str, level: str, label: str) -> str | None:
             return None
         k = int(effects.argmin())
         dropped.add(k)
-        if effects[k] < THRESHOLDS[level]:
+        if effects[k] < threshold(clean, level):
             return _cut(clean, [spans[i] for i in dropped], label)
     return None
