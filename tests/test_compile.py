@@ -77,7 +77,8 @@ def test_background_compile_serves_eager_then_switches_between_frames(tmp_path, 
     # switches, even once the compiled step is ready: those frames are bit for bit eager. The switch
     # happens at the next run, the compiled frames match eager ones, and the main thread never
     # recompiles what the worker built.
-    from worldengine.compile import BackgroundForward, cache_size, clear_cache
+    from worldengine.compile import BackgroundForward
+    from worldengine.compile_cache import cache_size, clear_cache
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
     config = config_from_dict({**preset_dict("tiny"), "n_layers": 2})
     state = random_state(config, seed=5)

@@ -6,30 +6,27 @@ the frame's K/V go to the tail rows), key masks and the controller embedding. De
 the sigma-0 cache pass call it with identical shapes, so a single `torch.compile(fullgraph=True,
 dynamic=False)` graph serves both; controls, frame index and sigma only change tensor values, never
 guards. Compiled artifacts land in inductor's on-disk cache, so a restart reuses them; beside the
-models they are also kept as `torch.compiler` cache artifacts (`CompileCache`).
+models they are also kept as `torch.compiler` cache artifacts (`worldengine.compile_cache`).
 
 `BackgroundForward` (the engine's default when compiling) serves frames from the eager forward at
-once while a worker thread compiles and warms the graph up on copies of the first call's inputs,
-then switches between two frames (why a thread: docs/compile.md). A failed compile leaves eager.
+once while a worker thread prepares the compiled step on copies of the first call's inputs, then
+switches between two frames (why: docs/compile.md). On CPU that step is an AOTInductor package built
+by a child process (`worldengine.compile_aot`), with `torch.compile` in the worker as the fallback;
+on CUDA it is `torch.compile` with CUDA graphs. A failed compile leaves eager.
 
 Only what is passed to `torch.compile` here changes; no process-wide torch setting is touched.
 """
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import logging
-import platform
-import shutil
 import threading
 import warnings
-from pathlib import Path
 
 import torch
 from torch.utils._pytree import tree_map_only
 
-from worldengine import compile_child
+from worldengine import compile_aot, compile_child
 
 LOG = logging.getLogger("worldengine")
 COMPILING, COMPILED, EAGER = "eager, compiling…", "compiled", "eager"
@@ -168,16 +165,19 @@ class BackgroundForward:
 
     def _prepare(self, inputs, inference: bool):
         try:
-            key = self._prefill(inputs, inference)
-            if self.cache is not None:
-                self.cache.load()
-            self.compiled = compile_forward(self.engine, self.cuda_graphs)
-            with torch.inference_mode(inference):
-                self.compiled(*inputs)                     # compiles; a second call replays what it built
-                self.compiled(*inputs)
+            key, self.compiled = None, self._package(inputs, inference) if self.child else None
+            packaged = self.compiled is not None
+            if not packaged:
+                key = self._prefill(inputs, inference)
+                if self.cache is not None:
+                    self.cache.load()
+                self.compiled = compile_forward(self.engine, self.cuda_graphs)
+                with torch.inference_mode(inference):
+                    self.compiled(*inputs)                 # compiles; a second call replays what it built
+                    self.compiled(*inputs)
             with torch.inference_mode(inference):
                 slower = self._slower_than_eager(inputs) if self.require_faster else None
-            if self.cache is not None:
+            if self.cache is not None and not packaged:
                 self.cache.save()
             if key is not None:
                 compile_child.mark_warm(key)
@@ -190,6 +190,26 @@ class BackgroundForward:
             self._fail(err)
         finally:
             self._done.set()
+
+    def _package(self, inputs, inference: bool):
+        """The AOTInductor package's forward (`worldengine.compile_aot`), built by the child if it is not
+        on disk yet and checked against eager; None (logged) if it cannot be had: torch.compile then."""
+        key = compile_aot.package_key(compile_child.cache_key(self.engine, inputs, False), self.engine.model)
+        path = compile_aot.package_path(self.engine, key)
+        try:
+            if not path.is_file():
+                LOG.info("[worldengine] compiled package: %s",
+                         compile_child.build_package(self.engine, inputs, inference, path))
+            if not path.is_file():
+                return None
+            forward = compile_aot.load(self.engine.model, path)
+            compile_aot.check(forward, self.eager, inputs)
+        except Exception as err:  # noqa: BLE001 - a package that cannot be used only costs torch.compile
+            LOG.warning("[worldengine] compiled package %s not used (%s: %s); compiling in this process",
+                        path.name, type(err).__name__, err)
+            return None
+        LOG.info("[worldengine] compiled package: loaded %s", path)
+        return forward
 
     def _prefill(self, inputs, inference: bool) -> str | None:
         """Fill inductor's caches from a child process unless they are known warm; the cache key."""
@@ -213,68 +233,3 @@ class BackgroundForward:
         self.status = f"{EAGER} (compile failed: {type(err).__name__}: {str(err).strip()[:200]})"
         warnings.warn(f"torch.compile failed, running eager: {type(err).__name__}: {err}", RuntimeWarning)
         LOG.warning("[worldengine] %s", self.status)
-
-
-class CompileCache:
-    """`torch.compiler` cache artifacts of one engine, in ``<models folder>/.cache/compile/``.
-
-    The file name holds a hash of what makes the artifacts valid: model fingerprint, device kind and
-    capability (GPU name + compute capability, or the CPU's vector ISA), dtype, quant, CUDA graphs and
-    the torch version. `load()` feeds them to inductor's caches before compiling (a second start
-    skips the slow codegen); `save()` writes them after a successful compile. Failures only log.
-    """
-
-    def __init__(self, models_dir: Path, name: str, parts: dict):
-        digest = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
-        self.path = Path(models_dir) / ".cache" / "compile" / f"{name}-{digest}.bin"
-
-    @classmethod
-    def for_engine(cls, engine, quant: str, cuda_graphs: bool) -> "CompileCache | None":
-        if engine.folder is None or not hasattr(torch.compiler, "save_cache_artifacts"):
-            return None
-        device = torch.device(engine.device)
-        capability = ([torch.cuda.get_device_name(device), torch.cuda.get_device_capability(device)]
-                      if device.type == "cuda" else [platform.machine(), torch.backends.cpu.get_cpu_capability()])
-        parts = {"model": engine.fingerprint, "device": device.type, "capability": capability,
-                 "dtype": str(engine.dtype), "quant": quant, "cuda_graphs": cuda_graphs, "torch": torch.__version__}
-        return cls(Path(engine.folder).parent, Path(engine.folder).name, parts)
-
-    def load(self) -> None:
-        if self.path.is_file():
-            try:
-                torch.compiler.load_cache_artifacts(self.path.read_bytes())
-                LOG.info("[worldengine] compile cache: loaded %s (%s)", self.path, _size_text(self.path))
-            except Exception as err:  # noqa: BLE001 - a stale or foreign file only costs a full compile
-                LOG.warning("[worldengine] compile cache %s not usable (%s); compiling from scratch", self.path, err)
-
-    def save(self) -> None:
-        try:
-            artifacts = torch.compiler.save_cache_artifacts()
-            if artifacts is None:
-                return
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            partial = self.path.with_suffix(".partial")
-            partial.write_bytes(artifacts[0])
-            partial.replace(self.path)
-            total, files = cache_size(self.path.parent.parent.parent)
-            LOG.info("[worldengine] compile cache: saved %s; %d file(s), %.1f MB in %s (clear_cache() or delete "
-                     "the folder to clear)", self.path.name, files, total / 2**20, self.path.parent)
-        except Exception as err:  # noqa: BLE001 - a read-only models folder must not stop play
-            LOG.warning("[worldengine] compile cache not saved to %s: %s", self.path, err)
-
-
-def cache_size(models_dir) -> tuple[int, int]:
-    """(bytes, files) of the compile artifacts under ``models_dir/.cache/compile``."""
-    files = [f for f in (Path(models_dir) / ".cache" / "compile").glob("*.bin") if f.is_file()]
-    return sum(f.stat().st_size for f in files), len(files)
-
-
-def clear_cache(models_dir) -> int:
-    """Delete ``models_dir/.cache/compile``; returns the bytes freed."""
-    total, _ = cache_size(models_dir)
-    shutil.rmtree(Path(models_dir) / ".cache" / "compile", ignore_errors=True)
-    return total
-
-
-def _size_text(path: Path) -> str:
-    return f"{path.stat().st_size / 2**20:.1f} MB"

@@ -17,6 +17,9 @@ a child start-up (importing torch). Skipped when the caches are known warm: a ma
 a successful compile under `cache_key` in the inductor cache folder, or the engine's
 `torch.compiler` artifacts beside the models (`CompileCache`). A failing child only logs: the
 parent compiles in its worker thread as before.
+
+The same child also builds the AOTInductor package of `worldengine.compile_aot` (`build_package`),
+which CPU engines try first: loading it needs no compile in the parent at all.
 """
 from __future__ import annotations
 
@@ -99,6 +102,20 @@ def prefill(engine, inputs, inference: bool, cuda_graphs: bool, key: str) -> str
     GIL). Returns what happened, for the log: "warm", "filled in N s" or "child failed: …"."""
     if is_warm(key):
         return "warm"
+    return run_child(engine, inputs, inference, cuda_graphs, {}, "filled")
+
+
+def build_package(engine, inputs, inference: bool, path: Path) -> str:
+    """Build the AOTInductor package of this engine's forward at `path` in the child
+    (`worldengine.compile_aot`); returns "built in N s" or "child failed: …"."""
+    from worldengine.compile_aot import inlined_tensors
+    extra = {"package": str(path), "inlined": inlined_tensors(engine.model)}
+    return run_child(engine, inputs, inference, False, extra, "built")
+
+
+def run_child(engine, inputs, inference: bool, cuda_graphs: bool, extra: dict, verb: str) -> str:
+    """``python -m worldengine.compile_worker SPEC`` on a spec of this engine and `inputs` (+ `extra`);
+    "<verb> in N s" or "child failed: …"."""
     import time
     with tempfile.TemporaryDirectory(prefix="waypoint-compile-") as folder:
         spec = Path(folder) / "spec.pt"
@@ -107,7 +124,8 @@ def prefill(engine, inputs, inference: bool, cuda_graphs: bool, key: str) -> str
         torch.save({"config": engine.config.to_dict(), "dtype": str(engine.dtype).removeprefix("torch."),
                     "device": str(engine.device), "plan": layer_plan(engine.model),
                     "rows_hint": engine.config.tokens_per_frame, "inputs": plain, "flags": _leaf_flags(inputs),
-                    "inference": inference, "cuda_graphs": cuda_graphs, "threads": torch.get_num_threads()}, spec)
+                    "inference": inference, "cuda_graphs": cuda_graphs, "threads": torch.get_num_threads(),
+                    **extra}, spec)
         root = str(Path(__file__).resolve().parents[1])   # the folder holding the worldengine package
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
         start = time.perf_counter()
@@ -119,4 +137,4 @@ def prefill(engine, inputs, inference: bool, cuda_graphs: bool, key: str) -> str
     if done.returncode:
         tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
         return f"child failed (exit {done.returncode}): {' | '.join(tail)[:300]}"
-    return f"filled in {time.perf_counter() - start:.1f} s"
+    return f"{verb} in {time.perf_counter() - start:.1f} s"

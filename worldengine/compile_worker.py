@@ -3,17 +3,20 @@
 Rebuilds the engine SPEC describes (config, dtype, device, per-layer quantized classes and kernels)
 with zero weights, marks copies of the first forward's inputs as the parent had them, and compiles
 that forward once with `worldengine.compile.compile_forward`, at nice 10 and the parent's thread count
-(inductor's generated CPU code is keyed by it), into the inductor cache folder it shares with the parent.
+(inductor's generated CPU code is keyed by it), into the inductor cache folder it shares with the parent; or, when SPEC names a package, exports that
+forward and writes its AOTInductor package there (`worldengine.compile_aot.build`).
 """
 from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 import torch
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from worldengine.compile import compile_forward
+from worldengine.compile_aot import build, named_tensors
 
 CHILD_NICE = 10
 
@@ -68,6 +71,13 @@ def main(argv=None) -> int:
     torch.set_num_threads(spec["threads"])   # as the parent: inductor's generated code may depend on it
     engine = rebuild(spec)
     inputs = _twins(spec)
+    if "package" in spec:   # an AOTInductor package (worldengine.compile_aot), with the real inlined values
+        named = named_tensors(engine.model)
+        with torch.no_grad():
+            for name, value in spec["inlined"].items():
+                named[name].copy_(value)
+        build(engine.model, inputs, Path(spec["package"]))
+        return 0
     compiled = compile_forward(engine, spec["cuda_graphs"])
     with torch.inference_mode(spec["inference"]):
         compiled(*inputs)

@@ -175,7 +175,8 @@ def apply_speed_options(engine: WorldEngine, quant: str | None = "auto", compile
     # costs a core for a minute; so auto compiles where the auto measurement chose int8.
     compiled = compile is Compile.ON or (compile is Compile.AUTO and (cuda or (auto_quant and bool(layers))))
     if compiled and background:
-        from worldengine.compile import BackgroundForward, CompileCache
+        from worldengine.compile import BackgroundForward
+        from worldengine.compile_cache import CompileCache
         engine.forward = BackgroundForward(engine, require_faster=compile is Compile.AUTO and not cuda,
                                            cache=CompileCache.for_engine(engine, quant_text, cuda))
     elif compiled:
