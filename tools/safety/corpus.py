@@ -1,9 +1,9 @@
 """Training corpus for the learned prompt classifier (worldengine/sanitize/learned.py).
 
 Deterministic (``random.Random(seed)``). Three sources, all multilingual:
-1. the hand-written dev items (``dev_items``, ``heldout*_items`` 1-8: dev data since their first
-   runs): every unsafe item in its plain form and under every evasion of its script, plus a
-   counterfactual benign twin (the bracketed element dropped, or a child word swapped for an
+1. the hand-written dev items (``dev_items``, ``heldout*_items`` 1-9: dev data since their first
+   runs, and v10's ``generated_items``): every unsafe item in its plain form and under every
+   evasion of its script, plus a counterfactual benign twin (the bracketed element dropped, or a child word swapped for an
    adult one), and every benign look-alike with its evasions;
 2. template prompts: term-list entries of each language (child words x risk wording, explicit
    terms, names, franchises) placed in the languages' benign scenes, and child words in benign

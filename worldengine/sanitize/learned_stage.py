@@ -14,8 +14,8 @@ import re
 
 from worldengine.sanitize.learned import get_classifier
 
-# unsafe probability (1 - p(safe)) needed to flag, per strictness. Chosen on dev data
-# (held-out sets 1-8, now dev): see docs/safety.md.
+# unsafe probability (1 - p(safe)) needed to flag, per strictness. Chosen on dev data (v9) and
+# checked by leave-one-set-out runs (v10: 0.2-0.7 gave the same catches): see docs/safety.md.
 THRESHOLDS = {"relaxed": 0.8, "standard": 0.6, "strict": 0.5}
 # Added to the threshold for prompts written mostly in CJK or Hangul: their features are 1..3
 # character grams shared with everyday words, and short ones have few of them; the learned
