@@ -17,6 +17,20 @@ if str(REPO_ROOT) not in sys.path:
 SMALL_WP15 = {"channels": 32, "height": 2, "width": 4, "tokens_per_frame": 8}
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _session_kernel_store(tmp_path_factory):
+    """Kernel verdicts (worldengine.quant.select) persist on disk; a test session keeps its own store, so
+    tests that swap kernels never write the user's and never read choices another run measured."""
+    import os
+    previous = os.environ.get("WAYPOINT_KERNEL_CACHE")
+    os.environ["WAYPOINT_KERNEL_CACHE"] = str(tmp_path_factory.mktemp("kernels") / "verdicts.json")
+    yield
+    if previous is None:
+        os.environ.pop("WAYPOINT_KERNEL_CACHE", None)
+    else:
+        os.environ["WAYPOINT_KERNEL_CACHE"] = previous
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO_ROOT

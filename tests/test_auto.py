@@ -78,3 +78,26 @@ def test_f32_kernel_gives_the_int_mm_result():
         got, want = widened(x), exact(x)
         assert (got - want).abs().max() <= 1e-5 * want.abs().max()
         assert torch.equal(widened(x.bfloat16()), exact(x.bfloat16()))
+
+
+def test_kernel_verdicts_persist_on_disk_and_a_restart_reuses_them(tmp_path, monkeypatch):
+    # A restart makes the same choice without timing (choices that flip between runs on a busy machine
+    # would change the compiled package's key); a changed candidate list is measured again.
+    from worldengine.quant import select
+    monkeypatch.setenv(select.STORE_ENV, str(tmp_path / "verdicts.json"))
+    select.forget()
+    calls = []
+
+    def candidates(names):
+        return lambda: {name: (lambda name=name: calls.append(name)) for name in names}
+    first = select.fastest(("probe", 1), candidates(["a", "b"]))
+    assert calls and (tmp_path / "verdicts.json").is_file()
+    select._stored, calls[:] = None, []                 # a new process: memory empty, store on disk
+    select._verdicts.clear()
+    assert select.fastest(("probe", 1), candidates(["a", "b"])) == first and calls == []
+    assert select.fastest(("probe", 1, "x"), candidates(["a"])) == "a" and calls   # a new key is timed
+    calls[:] = []
+    select._verdicts.clear()
+    select.fastest(("probe", 1), candidates(["a", "b", "c"]))      # another candidate: timed again
+    assert sorted(set(calls)) == ["a", "b", "c"]
+    select.forget()

@@ -57,6 +57,11 @@ def layer_plan(model: torch.nn.Module) -> dict[str, list]:
     return plan
 
 
+def attention_plan(engine) -> dict[str, str]:
+    """{"dilation x buckets": attention kernel} that `worldengine.attn.choose` set on this engine."""
+    return dict(getattr(engine, "options", {}).get("attention") or {})
+
+
 def _leaf_flags(inputs) -> list:
     """Per tensor leaf of the forward's inputs: [is_inference, dynamo static mark or None]."""
     leaves, _ = tree_flatten(inputs)
@@ -66,7 +71,8 @@ def _leaf_flags(inputs) -> list:
 
 def cache_key(engine, inputs, cuda_graphs: bool) -> str:
     """What makes compiled code valid for this engine: config, dtype, device and its capability, the
-    quantized layers and their kernels, the inputs' shapes/dtypes/flags, CUDA graphs, torch version."""
+    quantized layers and their kernels, the attention kernels, the inputs' shapes/dtypes/flags, CUDA
+    graphs, torch version."""
     device = torch.device(engine.device)
     capability = (torch.cuda.get_device_capability(device) if device.type == "cuda"
                   else torch.backends.cpu.get_cpu_capability())
@@ -74,7 +80,7 @@ def cache_key(engine, inputs, cuda_graphs: bool) -> str:
     shapes = [[list(t.shape), list(t.stride()), str(t.dtype)] if isinstance(t, torch.Tensor) else repr(t)
               for t in leaves]
     parts = [engine.config.to_dict(), str(engine.dtype), device.type, capability, layer_plan(engine.model),
-             shapes, _leaf_flags(inputs), cuda_graphs, torch.__version__]
+             attention_plan(engine), shapes, _leaf_flags(inputs), cuda_graphs, torch.__version__]
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 
@@ -122,7 +128,7 @@ def run_child(engine, inputs, inference: bool, cuda_graphs: bool, extra: dict, v
         with torch.inference_mode(False):   # plain copies: what torch.load(weights_only=True) reads back
             plain = tree_map_only(torch.Tensor, lambda t: t.detach().clone(), inputs)
         torch.save({"config": engine.config.to_dict(), "dtype": str(engine.dtype).removeprefix("torch."),
-                    "device": str(engine.device), "plan": layer_plan(engine.model),
+                    "device": str(engine.device), "plan": layer_plan(engine.model), "attention": attention_plan(engine),
                     "rows_hint": engine.config.tokens_per_frame, "inputs": plain, "flags": _leaf_flags(inputs),
                     "inference": inference, "cuda_graphs": cuda_graphs, "threads": torch.get_num_threads(),
                     **extra}, spec)

@@ -22,7 +22,9 @@ CHILD_NICE = 10
 
 
 def rebuild(spec: dict):
-    """The engine the spec describes, with zero weights and the same quantized layers and kernels."""
+    """The engine the spec describes, with zero weights and the same quantized layers, linear and
+    attention kernels."""
+    from worldengine.attn.choose import apply_attention
     from worldengine.config import config_from_dict
     from worldengine.engine import WorldEngine, build_model
     from worldengine.model import WaypointDiT
@@ -38,7 +40,9 @@ def rebuild(spec: dict):
         linear = getattr(parent, attr)
         layer = classes[class_name].from_linear(linear, spec["rows_hint"], kernel)
         setattr(parent, attr, layer)
-    return WorldEngine(config, model)
+    engine = WorldEngine(config, model)
+    apply_attention(engine, spec.get("attention", {}))
+    return engine
 
 
 def _twins(spec: dict):

@@ -84,19 +84,27 @@ def choose_attention(engine, int8: bool) -> dict[str, str]:
     config, dtype = engine.config, engine.dtype
     if torch.device(engine.device).type != "cpu":
         return {}
-    group = config.n_heads // config.n_kv_heads
     picked = {}
     for kind, mask in _steady_masks(config).items():
         result = choose_kind(config, kind, mask, dtype, int8)
         label = f"{kind[0]}x{kind[1]}"
         _choices[f"{label} {dtype}"] = result
         picked[label] = result["choice"]
-        fn = None if result["choice"] == REFERENCE else \
-            candidates(config.tokens_per_frame, group, kind[0], mask.numel())[result["choice"]]
+    apply_attention(engine, picked)
+    return picked
+
+
+def apply_attention(engine, picked: dict[str, str]) -> None:
+    """Set every self-attention layer's kernel from {"dilation x buckets": candidate name} (what
+    `choose_attention` returned; e.g. the compile child rebuilding its parent's engine)."""
+    config = engine.config
+    group = config.n_heads // config.n_kv_heads
+    for kind, mask in _steady_masks(config).items():
+        name = picked.get(f"{kind[0]}x{kind[1]}", REFERENCE)
+        fn = None if name == REFERENCE else candidates(config.tokens_per_frame, group, kind[0], mask.numel())[name]
         for i, block in enumerate(engine.model.blocks):
             if config.ring(i) == kind:
                 block.attn.attn_kernel = fn
-    return picked
 
 
 def choices() -> dict[str, dict]:

@@ -12,14 +12,24 @@ quantized linear silently runs oneDNN's reference kernel, measured 1450 ms again
 - `fastest(key, candidates)`: times each candidate (warm-up, then best of `REPS` calls) and caches the
   winner's name and all timings under `key` (callers build the key from the shape class).
 
-Verdicts live for the process (`verdicts()` shows them, `forget()` clears them for tests).
+Verdicts live for the process (`verdicts()` shows them, `forget()` clears them for tests) and are kept
+on disk per machine (`store_path()`: CPU model and ISA, torch version), beside inductor's compile cache,
+so a restart makes the same choices without timing again. That matters beyond start-up time: on a busy
+machine close timings flip from run to run, and the compiled step of `worldengine.compile_aot` is keyed
+by the kernels chosen, so a flipped choice would mean a fresh compile.
 """
 from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
+import json
+import logging
+import os
+import platform
 import time
-from typing import Callable
+from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
@@ -32,6 +42,9 @@ REFERENCE_KERNEL_FACTOR = 20.0
 # A candidate whose first call takes this many times the best so far is not timed further.
 GIVE_UP_FACTOR = 20.0
 _verdicts: dict[tuple, dict] = {}
+_stored: dict[str, dict] | None = None    # the disk store, read once per process
+STORE_ENV = "WAYPOINT_KERNEL_CACHE"       # overrides the store's path
+LOG = logging.getLogger("worldengine")
 
 
 @contextlib.contextmanager
@@ -92,22 +105,77 @@ def fastest(key: tuple, candidates: Callable[[], dict[str, Callable[[], object]]
     among: only these names compete (absent ones are skipped; the timings of all are cached).
     """
     if key not in _verdicts:
-        times = {}
-        with torch.inference_mode(), one_thread():
-            for name, fn in candidates().items():
-                times[name] = best_time(fn, give_up_s=GIVE_UP_FACTOR * min(times.values(), default=float("inf")))
-        _verdicts[key] = {"choice": min(times, key=times.get),
-                          "times_ms": {n: round(t * 1e3, 4) for n, t in times.items()}}
+        found = candidates()
+        stored = _read_store().get(_text(key))
+        if stored is not None and set(stored["times_ms"]) == set(found):   # same candidates as measured then
+            _verdicts[key] = stored
+        else:
+            times = {}
+            with torch.inference_mode(), one_thread():
+                for name, fn in found.items():
+                    times[name] = best_time(fn, give_up_s=GIVE_UP_FACTOR * min(times.values(), default=float("inf")))
+            _verdicts[key] = {"choice": min(times, key=times.get),
+                              "times_ms": {n: round(t * 1e3, 4) for n, t in times.items()}}
+            _write_store(key)
     times = _verdicts[key]["times_ms"]
     return min((n for n in times if among is None or n in among), key=times.get)
 
 
 def verdicts() -> dict[str, dict]:
     """Every verdict of this process, keyed by its shape class as text (for logs and `engine.options`)."""
-    return {" x ".join(map(str, key)): dict(value) for key, value in _verdicts.items()}
+    return {_text(key): dict(value) for key, value in _verdicts.items()}
+
+
+def _text(key: tuple) -> str:
+    return " x ".join(map(str, key))
+
+
+def store_path() -> Path:
+    """This machine's verdict file: `WAYPOINT_KERNEL_CACHE`, else in inductor's cache folder."""
+    if os.environ.get(STORE_ENV):
+        return Path(os.environ[STORE_ENV])
+    from torch._inductor.runtime.cache_dir_utils import cache_dir
+    machine = [platform.machine(), platform.processor(), _cpu_model(), torch.backends.cpu.get_cpu_capability(),
+               torch.__version__]
+    digest = hashlib.sha256(json.dumps(machine).encode()).hexdigest()[:16]
+    return Path(cache_dir()) / "waypoint-kernels" / f"{digest}.json"
+
+
+def _cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return ""
+
+
+def _read_store() -> dict[str, dict]:
+    global _stored
+    if _stored is None:
+        try:
+            _stored = json.loads(store_path().read_text())
+        except (OSError, ValueError):   # none yet, or unreadable: measure (and write a new one)
+            _stored = {}
+    return _stored
+
+
+def _write_store(key: tuple) -> None:
+    store = _read_store()
+    store[_text(key)] = _verdicts[key]
+    path = store_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{os.getpid()}.partial")
+        partial.write_text(json.dumps(store, indent=1, sort_keys=True))
+        partial.replace(path)
+    except OSError as err:   # a read-only cache folder only costs timing again next start
+        LOG.warning("[worldengine] kernel choices not saved to %s: %s", path, err)
 
 
 def forget() -> None:
-    """Drop every cached verdict (tests that swap a kernel)."""
+    """Drop every cached verdict, in memory and this process's view of the disk store (tests that swap
+    a kernel: what they measure next is timed again, and written to the store)."""
+    global _stored
     _verdicts.clear()
+    _stored = {}
     onednn_is_real_kernel.cache_clear()
