@@ -92,3 +92,20 @@ def test_flop_count_matches_hand_count():
     attention = 2 * t * 128 * d * (6 * 16 + 2 * (16 + 7 / 8))
     assert pass_flops(config) == pytest.approx(2 * (linear + conv + attention))
     assert frame_flops(config) == pytest.approx(5 * pass_flops(config))
+
+
+def test_startup_figures_count_the_hitch_around_the_switch_not_the_eager_tail():
+    # 100 eager frames of 1.0 s with one 3 s outlier far from the switch, then a 2.5 s frame while the
+    # parent loads and checks the compiled step, then compiled frames of 0.5 s: the p99 tail of the eager
+    # frames is not a hitch; the frame during the check is.
+    from worldengine.cli.startup import SWITCH_LEAD, _switch_window
+    durations = [1.0] * 100 + [2.5] + [0.5] * 5
+    durations[40] = 3.0
+    kinds = [False] * 101 + [True] * 5
+    eager_p99 = sorted(durations[:101])[round(0.99 * 100)]
+    window = _switch_window(durations, kinds, ready=101, eager_p99=eager_p99)
+    assert window == {"switch_frames": SWITCH_LEAD + 5, "switch_over_eager_p99": 0}   # 2.5 s is the p99 itself
+    durations[100] = 4.0                                                            # a real stall
+    eager_p99 = sorted(durations[:101])[round(0.99 * 100)]
+    assert _switch_window(durations, kinds, 101, eager_p99)["switch_over_eager_p99"] == 1
+    assert _switch_window(durations, kinds, None, eager_p99)["switch_over_eager_p99"] is None
