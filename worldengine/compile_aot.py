@@ -32,6 +32,7 @@ from torch.utils._pytree import tree_leaves, tree_map_only
 LOG = logging.getLogger("worldengine")
 PACKAGE_SUFFIX = ".pt2"
 INLINED_NUMEL = 16        # tensors this small may be inlined as literals by inductor (0-d ones are)
+KV_BUFFERS_ARG = 5        # position of the layers' KV buffers in `WaypointDiT.forward`'s arguments
 PREFIX = "model."         # the attribute `_Forward` holds the model under: constants are named by it
 # A package must match eager on the check inputs within this (max |diff| / max |eager|). Measured on
 # tiny engines: float32 + int8 0.0017 (inductor rounds a few activation quantization steps apart
@@ -121,7 +122,7 @@ def check(forward, eager, inputs) -> None:
     ours, reference = copies(), copies()
     with torch.inference_mode(tree_leaves(inputs)[0].is_inference()):
         pairs = [(forward(*ours), eager(*reference))]
-    pairs += list(zip(tree_leaves(ours[5]), tree_leaves(reference[5])))   # the layers' KV buffers
+    pairs += list(zip(tree_leaves(ours[KV_BUFFERS_ARG]), tree_leaves(reference[KV_BUFFERS_ARG])))
     for got, want in pairs:
         error = ((got.float() - want.float()).abs().max() / want.float().abs().max().clamp_min(1e-6)).item()
         if not error <= TOLERANCE:

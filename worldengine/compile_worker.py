@@ -3,8 +3,9 @@
 Rebuilds the engine SPEC describes (config, dtype, device, per-layer quantized classes and kernels)
 with zero weights, marks copies of the first forward's inputs as the parent had them, and compiles
 that forward once with `worldengine.compile.compile_forward`, at nice 10 and the parent's thread count
-(inductor's generated CPU code is keyed by it), into the inductor cache folder it shares with the parent; or, when SPEC names a package, exports that
-forward and writes its AOTInductor package there (`worldengine.compile_aot.build`).
+(inductor's generated CPU code is keyed by it), into the inductor cache folder it shares with the
+parent; or, when SPEC names a package, exports that forward and writes its AOTInductor package there
+(`worldengine.compile_aot.build`).
 """
 from __future__ import annotations
 
