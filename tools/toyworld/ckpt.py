@@ -36,7 +36,7 @@ def load_training_state(path: Path, model: torch.nn.Module, optimizer: torch.opt
 
     with safe_open(str(path), framework="pt") as handle:
         metadata = handle.metadata()
-        tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+        tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 (safe_open is no dict)
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     if optimizer is not None and f"adam_m.{next(iter(dict(model.named_parameters())))}" in tensors:
         device = next(model.parameters()).device
@@ -46,3 +46,22 @@ def load_training_state(path: Path, model: torch.nn.Module, optimizer: torch.opt
                 optimizer.state[p] = {"step": step.clone(), "exp_avg": tensors[f"adam_m.{name}"].to(device),
                                       "exp_avg_sq": tensors[f"adam_v.{name}"].to(device)}
     return json.loads(metadata["info"])
+
+
+class BudgetClock:
+    """Seconds of training that count against a stage's budget, continuing from `already` (a resume).
+
+    On the CPU this is the process's CPU time (`time.process_time`, all its threads), not the wall
+    clock: a run paused with SIGSTOP, or starved by other jobs on a shared machine, spends no budget,
+    so a budget buys the same number of steps however busy the machine is. On a GPU the host's CPU
+    time does not measure the work, so the wall clock (`time.monotonic`) is used there.
+    """
+
+    def __init__(self, device: str, already: float = 0.0):
+        import time
+
+        self._now = time.process_time if str(device).startswith("cpu") else time.monotonic
+        self._begin = self._now() - float(already)
+
+    def elapsed(self) -> float:
+        return self._now() - self._begin

@@ -16,22 +16,29 @@ the model is distilled to, half logit-normal).
   samples), and the loss asks for the ground truth given that self-generated context: the model
   learns to pull its rollouts back instead of compounding their errors (exposure bias). The first
   latent of a clip stays ground truth: it is the seed frame in inference.
+- finetune: starting from the selfforce weights (its own state and budget), a step is a selfforce
+  step with probability `--self-fraction` (0.5 by default; the others are pretrain steps, half the
+  cost, so more of the budget goes to learning the controls), with `--motion-weight` 2 by default: every latent element's squared error is weighted by
+  1 + motion_weight x |x0_t - x0_t-1| / (its mean over the batch), so what moved since the previous
+  latent (the floor when walking, the scene when turning) counts more than what stays put.
 
 State: `<work>/dit_<stage>.safetensors` (weights, AdamW moments, steps and seconds trained), saved every
 `--save-every` minutes; rerunning the same command resumes and the learning rate follows seconds
-trained over `--minutes` across resumes. selfforce starts from the pretrain weights. Every save also
+trained over `--minutes` across resumes (CPU seconds on the CPU, ckpt.BudgetClock: a paused run spends no
+budget). selfforce starts from the pretrain weights, finetune from the selfforce ones. Every save also
 exports an engine-loadable candidate to `<work>/candidate/`.
 """
 from __future__ import annotations
 
 import argparse
+import itertools
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from tools.toyworld.ckpt import load_training_state, save_training_state
+from tools.toyworld.ckpt import BudgetClock, load_training_state, save_training_state
 from tools.toyworld.episodes import load_latents
 from tools.toyworld.seqmodel import ClipForward, inference_to_canonical
 from tools.toyworld.spec import TOY2_CONFIG, control_vectors
@@ -59,7 +66,7 @@ def sample_in_parallel(clip: ClipForward, context, ctrl, start: int, schedule, g
     """Every latent of the clip sampled from noise by the 4-step Euler schedule given `context`."""
     x = torch.randn(context.shape, generator=generator).to(context.device)
     b, length = context.shape[:2]
-    for sigma, sigma_next in zip(schedule[:-1], schedule[1:]):
+    for sigma, sigma_next in itertools.pairwise(schedule):
         v = clip(context, x, torch.full((b, length), float(sigma), device=x.device), ctrl, start)
         x = x + (float(sigma_next) - float(sigma)) * v
     return x
@@ -74,10 +81,19 @@ def self_generated_context(clip, x0, ctrl, start, depth, schedule, generator, co
     return context
 
 
+def motion_weights(x0: torch.Tensor, strength: float) -> torch.Tensor:
+    """x0 [B, L, C, h, w] -> loss weights of the same shape, 1 + strength x |x0_t - x0_t-1| / its mean
+    (the first latent of a clip, which has no predecessor here, gets weight 1)."""
+    change = torch.cat([torch.zeros_like(x0[:, :1]), (x0[:, 1:] - x0[:, :-1]).abs()], 1)
+    return 1 + strength * change / change[:, 1:].mean().clamp_min(1e-6)
+
+
 def train_step(clip, optimizer, x0, ctrl, args, schedule, generator) -> float:
     b, length = x0.shape[:2]
     start = int(torch.randint(0, 64, (1,), generator=generator))
-    if args.stage == "selfforce":
+    self_forced = args.stage == "selfforce" or (
+        args.stage == "finetune" and float(torch.rand((), generator=generator)) < args.self_fraction)
+    if self_forced:
         clip.model.eval()
         context = self_generated_context(clip, x0, ctrl, start, args.depth, torch.tensor(clip.config.scheduler_sigmas),
                                          generator, 0.02)
@@ -89,7 +105,8 @@ def train_step(clip, optimizer, x0, ctrl, args, schedule, generator) -> float:
     noise = torch.randn(x0.shape, generator=generator).to(x0.device)
     s = sigma[..., None, None, None]
     velocity = clip(context, (1 - s) * x0 + s * noise, sigma, ctrl, start)
-    loss = (velocity - (noise - x0)).square().mean()
+    error = (velocity - (noise - x0)).square()
+    loss = (error * motion_weights(x0, args.motion_weight)).mean() if args.motion_weight else error.mean()
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(clip.model.parameters(), 1.0)
@@ -119,7 +136,7 @@ def export_candidate(model, work: Path, info: dict) -> Path:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", type=Path, required=True)
-    parser.add_argument("--stage", choices=("pretrain", "selfforce"), required=True)
+    parser.add_argument("--stage", choices=("pretrain", "selfforce", "finetune"), required=True)
     parser.add_argument("--minutes", type=float, required=True, help="this stage's budget across resumes")
     parser.add_argument("--save-every", type=float, default=4.0)
     parser.add_argument("--batch", type=int, default=8)
@@ -129,9 +146,13 @@ def main(argv=None):
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--context-noise", type=float, default=0.1)
     parser.add_argument("--depth", type=int, default=1, help="selfforce: nested self-generated context")
+    parser.add_argument("--self-fraction", type=float, default=0.5, help="finetune: share of selfforce steps")
+    parser.add_argument("--motion-weight", type=float, help="weight of what moved (default: 2 in finetune, else 0)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
+    if args.motion_weight is None:
+        args.motion_weight = 2.0 if args.stage == "finetune" else 0.0
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     config = config_from_dict(TOY2_CONFIG, source="TOY2_CONFIG")
@@ -141,21 +162,23 @@ def main(argv=None):
     info = {"stage": args.stage, "steps": 0, "seconds": 0.0}
     if state_path.is_file():
         info = load_training_state(state_path, model, optimizer)
-    elif args.stage == "selfforce":
-        previous = load_training_state(args.work / "dit_pretrain.safetensors", model, optimizer)
-        info["pretrain"] = {k: previous[k] for k in ("steps", "seconds")}
+    elif args.stage != "pretrain":
+        parent = "pretrain" if args.stage == "selfforce" else "selfforce"
+        previous = load_training_state(args.work / f"dit_{parent}.safetensors", model, optimizer)
+        info[parent] = {k: previous[k] for k in ("steps", "seconds")}
     print(f"{args.stage}: {sum(p.numel() for p in model.parameters())} parameters, from step {info['steps']}",
           flush=True)
     if info["seconds"] >= 60 * args.minutes:
         return
-    clips = LatentClips(load_latents(args.work / "data"), args.length, info["steps"] + 17 * (args.stage == "selfforce"))
+    clips = LatentClips(load_latents(args.work / "data"), args.length,
+                        info["steps"] + {"pretrain": 0, "selfforce": 17, "finetune": 29}[args.stage])
     clip = ClipForward(model, args.length)
     clip.rope.space, clip.rope.inv_t = clip.rope.space.to(args.device), clip.rope.inv_t.to(args.device)
     schedule = torch.tensor(config.scheduler_sigmas[:-1])
     generator = torch.Generator().manual_seed(info["steps"] + 1)
     model.train()
-    begin, last_save, ema = time.time() - info["seconds"], time.time(), None
-    while (elapsed := time.time() - begin) < 60 * args.minutes:
+    clock, last_save, ema = BudgetClock(args.device, info["seconds"]), time.time(), None
+    while (elapsed := clock.elapsed()) < 60 * args.minutes:
         for group in optimizer.param_groups:
             group["lr"] = lr_at(elapsed / (60 * args.minutes), args.lr)
         x0, ctrl = clips.batch(args.batch)
@@ -165,14 +188,14 @@ def main(argv=None):
         if info["steps"] % 10 == 0:
             print(f"{args.stage} step {info['steps']} t={elapsed:.0f}s loss={loss:.4f} ema={ema:.4f}", flush=True)
         if time.time() - last_save > 60 * args.save_every:
-            save(model, optimizer, info, begin, ema, args, state_path)
+            save(model, optimizer, info, clock, ema, args, state_path)
             last_save = time.time()
-    save(model, optimizer, info, begin, ema, args, state_path)
+    save(model, optimizer, info, clock, ema, args, state_path)
     print(f"{args.stage} done at step {info['steps']}", flush=True)
 
 
-def save(model, optimizer, info, begin, ema, args, state_path):
-    info["seconds"], info["loss_ema"] = time.time() - begin, round(ema or 0.0, 4)
+def save(model, optimizer, info, clock, ema, args, state_path):
+    info["seconds"], info["loss_ema"] = clock.elapsed(), round(ema or 0.0, 4)
     save_training_state(state_path, model, optimizer, info)
     export_candidate(model, args.work, info)
     print(f"saved {state_path.name} at step {info['steps']}", flush=True)
