@@ -16,8 +16,11 @@ from worldengine.sanitize.normalize import (CJK_GAP, Token, fold, has_cjk, join_
                                            variants)
 
 # A child's age written as a number: "12 year old", "9yo", "aged 14", "15 años".
+# Also "8-jährige", "8-jarige", "8 anni", "8 lat", "8-летняя", "8 yaşındaki", "8歳", "8岁", "8살" (issue 19).
 _AGE = re.compile(r"(?<![0-9])(?:aged?\s+)?(?:[1-9]|1[0-7])\s*-?\s*(?:years?|yrs?|y\.?\s?o\b\.?|yo\b|"
-                  r"anos|años|ans|jahre|лет)(?:[\s-]*old)?|\baged?\s+(?:[1-9]|1[0-7])\b", re.I)
+                  r"anos|años|ans|jahre|лет|jährig\w*|jarig\w*|jaar\b|anni\b|lat\b|lata\b|letni\w*|"
+                  r"летн\w*|года?\b|ya[sş][ıi]nda\w*|歳|才|岁|歲|살|세(?![대기계]))(?:[\s-]*old)?|"
+                  r"\baged?\s+(?:[1-9]|1[0-7])\b", re.I)
 # Ages in words, 1-17, in the listed languages: "five years old", "cinq ans", "seis años".
 _NUMBER_WORDS = (
     "one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|"
