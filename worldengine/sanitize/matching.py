@@ -241,6 +241,8 @@ def _fuzzy_hits(lex: Lexicon, tokens: list[Token], matched: set[int]) -> list[Hi
 
 def _cjk_hits(lex: Lexicon, clean: str) -> list[Hit]:
     """CJK entries as substrings, also across separators inserted between the characters."""
+    if not has_cjk(clean):  # every CJK entry holds a CJK letter: skip thousands of finds
+        return []
     lowered = clean.lower()
     keep = [True] * len(lowered)
     for m in CJK_GAP.finditer(lowered):

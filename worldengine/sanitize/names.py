@@ -8,7 +8,12 @@ Rules (on tokens of the cleaned prompt, ``normalize.tokenize``):
   prompt not detected as English both words must also be written like a name (Capitalised, ALL
   CAPS or oDd casing), as the word list cannot judge foreign words;
 - a person cue + the word after it (or before "the"/a comma + cue), written like a name or like
-  a handle (digits, inner capitals: "xQc", "Ninja2k") -> that word is a person.
+  a handle (digits, inner capitals: "xQc", "Ninja2k") -> that word is a person;
+- a title + a name in the 13 languages (``data/titles.txt``: "Pope Francis", "koning
+  Willem-Alexander", "prezydenta Dudy"; CJK/Hangul titles after the name: "岸田総理", "윤석열
+  대통령"): the name is a listed person, a given name, or a Capitalised word that is no English
+  word nor a listed stop ("King Kong", "Prince Charming", "president of the club" stay);
+- a listed cased name of 2+ words ("The Rock", "Oliver Tree") when its words are Capitalised.
 Both give "celebrity" hits replaced by "a person" (a cue and its name together: "the streamer
 Pokimane" -> "the person"), which keeps the sentence.
 """
@@ -21,7 +26,8 @@ import re
 from worldengine.sanitize.language import function_words, languages
 from worldengine.sanitize.lexicon import Entry, english_words, get_lexicon
 from worldengine.sanitize.matching import Hit
-from worldengine.sanitize.normalize import Token, join_singles
+from worldengine.sanitize.normalize import Token, has_cjk, join_singles
+from worldengine.sanitize.titles import cjk_title_hits, titles
 
 NAME_ENTRY = Entry("celebrity", ("<name>",), False, "a person", "name-pattern", "<name>")
 # A Latin-script name right after (or before) a CJK cue: "配信者のPokimane", "xQc 主播".
@@ -160,6 +166,67 @@ def _merged_view(clean: str, tokens: list[Token]) -> list[Token]:
     return view, {k for k, t in enumerate(view) if t in singles}
 
 
+def _title_len(tokens: list[Token], i: int, titles: set) -> int:
+    """Words of the longest title starting at token ``i`` (0: none)."""
+    best = 0
+    for title in titles:
+        n = len(title)
+        if n > best and i + n <= len(tokens) and all(
+                w in tokens[i + k].variants for k, w in enumerate(title)):
+            best = n
+    return best
+
+
+def _surname(tokens, k, taken, stops) -> bool:
+    """A Capitalised non-English word after a name: its surname ("Willem-Alexander")."""
+    return _candidate(tokens, k, taken, stops) and tokens[k].folded.isalpha() \
+        and tokens[k].folded not in english_words()
+
+
+def _title_hits(tokens, given, taken, stops, people) -> list[Hit]:
+    """Title + name as one span; ``given`` are given-name token indexes, ``people`` maps the
+    first token of each listed (or cased) person to its last."""
+    groups, hits, words = titles(), [], english_words()
+    title_case = sum(t.raw[:1].isupper() for t in tokens) > 0.6 * len(tokens)
+    for i, tok in enumerate(tokens):
+        if not groups["first"] & tok.variants:
+            continue
+        strong = _title_len(tokens, i, groups[""])
+        # weak titles: "papa" is a pope, "papá"/"papà" a dad
+        n = strong or (0 if {"á", "à"} & set(tok.raw.lower()) else _title_len(tokens, i, groups["?"]))
+        k = i + n
+        if not n or k >= len(tokens) or tokens[k].start - tokens[k - 1].end > 1:
+            continue
+        pair = tuple(t.folded[:-1] if re.search(r"['’]s$", t.raw) else t.folded  # "Arthur's"
+                     for t in tokens[k:k + 2])
+        if (pair[0],) in groups["!"] or pair in groups["!"]:
+            continue
+        if k in people:
+            last = people[k]
+        elif k in given and (strong or name_cased(tokens[k].raw)) or strong and not title_case and _surname(tokens, k, taken, stops) \
+                and len(tokens[k].folded) >= 3 and tokens[k].folded not in words:
+            last = k
+        else:
+            continue
+        if last == k and _surname(tokens, k + 1, taken, stops) \
+                and (tokens[k + 1].folded,) not in groups["!"]:
+            last = k + 1
+        hits.append(_span_hit(NAME_ENTRY, tokens, i, last))
+    return hits
+
+
+def _cased_phrase_hits(tokens: list[Token], cased: list[Hit]) -> list[Hit]:
+    """Listed cased names of 2+ words with every word (past a leading "the") Capitalised
+    ("The Rock", "Oliver Tree" even as the first words): the cased-list test in detect.py
+    only sees the first word, which any sentence start capitalises."""
+    title_case = sum(t.raw[:1].isupper() for t in tokens) > 0.6 * len(tokens)
+    return [] if title_case else [
+        _span_hit(NAME_ENTRY, tokens, h.tok_start, h.tok_end - 1) for h in cased
+        if h.tok_end - h.tok_start >= 2 and all(
+            t.raw[:1].isupper() for t in tokens[h.tok_start + (h.entry.words[0] == "the"):
+                                                h.tok_end])]
+
+
 def name_hits(clean: str, tokens: list[Token], hits: list[Hit]) -> list[Hit]:
     """Person hits found by the rules in ``clean``; ``hits`` are its lexicon hits (their token
     indexes are recomputed on a view where spelled-out letters form one token)."""
@@ -168,14 +235,17 @@ def name_hits(clean: str, tokens: list[Token], hits: list[Hit]) -> list[Hit]:
     tokens, spelled = _merged_view(clean, tokens)
     first_at = {t.start: k for k, t in enumerate(tokens)}
     last_at = {t.end: k for k, t in enumerate(tokens)}
-    taken, stops, people = set(), set(), {}
+    taken, stops, people, named, cased = set(), set(), {}, {}, []
     for hit in hits:
         if hit.start not in first_at or hit.end not in last_at:
             continue
         hit = Hit(hit.entry, hit.start, hit.end, first_at[hit.start], last_at[hit.end] + 1,
                   hit.how)
-        if hit.role == "celebrity":
+        if hit.role in ("celebrity", "celebrity_cased"):  # a cue next to it confirms a cased one
             people[hit.tok_start], people[hit.tok_end - 1] = hit.tok_end - 1, hit.tok_start
+            named[hit.tok_start] = max(named.get(hit.tok_start, 0), hit.tok_end - 1)
+        if hit.role == "celebrity_cased":
+            cased.append(hit)
         if hit.role in ("given_name", "person_cue"):
             by_start.setdefault(hit.role, set()).add(hit.tok_start)
         elif hit.role == "name_stop":
@@ -184,6 +254,10 @@ def name_hits(clean: str, tokens: list[Token], hits: list[Hit]) -> list[Hit]:
             taken.update(range(hit.tok_start, hit.tok_end))
     found = _cjk_cue_hits(clean, cjk_cues) if cjk_cues else []
     found += _run_together_hits(tokens, spelled)
+    found += _title_hits(tokens, by_start.get("given_name", set()), taken, stops, named)
+    found += _cased_phrase_hits(tokens, cased)
+    if has_cjk(clean):
+        found += cjk_title_hits(clean, NAME_ENTRY)
     if by_start:
         english = languages(clean) == {"en"}
         found += _given_name_hits(tokens, by_start, taken, stops, english)
