@@ -38,7 +38,11 @@ _MAX_CHARS = 8000  # sanitize() cuts at 4000 on a word break; detect() alone nev
 _TARGET_WINDOW = 5  # tokens between a harm verb and its victim
 _PASSIVE = {"being", "getting", "got", "get", "gets", "was", "were", "is", "are", "been"}
 _FOLLOWERS = {"in", "on", "at", "and", "with", "from", "under", "near", "inside", "riding",
-              "walking", "running", "standing", "sitting", "flying", "eating", "playing"}
+              "walking", "running", "standing", "sitting", "flying", "eating", "playing",
+              # the same role in the other listed languages ("Topolino che guida", "Red Kit bir")
+              "dans", "sur", "avec", "et", "qui", "en", "con", "y", "que", "im", "auf", "mit", "und",
+              "che", "e", "nel", "nella", "sul", "em", "no", "na", "com", "op", "met", "die", "w",
+              "z", "i", "bir", "ve", "ile"}
 _SIGNALS = ("harm_target", "minor_subject", "harm_verb", "harm_verb_passive", "minor_risk")
 
 
