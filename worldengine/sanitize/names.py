@@ -113,15 +113,16 @@ def _candidate(tokens, k, taken, stops) -> bool:
     return name_cased(tokens[k].raw) or _handle_like(tokens[k].raw)
 
 
-def _cue_hits(tokens, by_start, taken, stops, people) -> list[Hit]:
+def _cue_hits(tokens, by_start, taken, stops, people, cue_last) -> list[Hit]:
     """Cue + name as one span ("the streamer Pokimane" -> "the person"); ``people`` maps the
-    first and last token of each listed celebrity to that hit's other end."""
+    first and last token of each listed celebrity to that hit's other end, ``cue_last`` the
+    first token of each cue to its last ("prime minister")."""
     hits, cues = [], by_start.get("person_cue", set())
     for c in sorted(cues):
         first_cue = c
         while first_cue - 1 in cues:  # "the famous actress X": one span from "famous"
             first_cue -= 1
-        after = c + 1
+        after = cue_last.get(c, c) + 1
         if after < len(tokens) and tokens[after].folded in _LINKS:  # "streamer named X"
             after += 1
         if after in people or _candidate(tokens, after, taken, stops):
@@ -211,6 +212,9 @@ def _title_hits(tokens, given, taken, stops, people) -> list[Hit]:
         if last == k and _surname(tokens, k + 1, taken, stops) \
                 and (tokens[k + 1].folded,) not in groups["!"]:
             last = k + 1
+        if last + 1 < len(tokens) and (last + 1 in stops or (tokens[last + 1].folded,) in
+                                       groups["+"]):  # "Sultan Ahmed Mosque", "Queen Mary ship"
+            continue
         hits.append(_span_hit(NAME_ENTRY, tokens, i, last))
     return hits
 
@@ -235,7 +239,7 @@ def name_hits(clean: str, tokens: list[Token], hits: list[Hit]) -> list[Hit]:
     tokens, spelled = _merged_view(clean, tokens)
     first_at = {t.start: k for k, t in enumerate(tokens)}
     last_at = {t.end: k for k, t in enumerate(tokens)}
-    taken, stops, people, named, cased = set(), set(), {}, {}, []
+    taken, stops, people, named, cased, cue_last = set(), set(), {}, {}, [], {}
     for hit in hits:
         if hit.start not in first_at or hit.end not in last_at:
             continue
@@ -248,6 +252,7 @@ def name_hits(clean: str, tokens: list[Token], hits: list[Hit]) -> list[Hit]:
             cased.append(hit)
         if hit.role in ("given_name", "person_cue"):
             by_start.setdefault(hit.role, set()).add(hit.tok_start)
+            cue_last[hit.tok_start] = max(cue_last.get(hit.tok_start, 0), hit.tok_end - 1)
         elif hit.role == "name_stop":
             stops.update(range(hit.tok_start, hit.tok_end))
         else:
@@ -261,5 +266,5 @@ def name_hits(clean: str, tokens: list[Token], hits: list[Hit]) -> list[Hit]:
     if by_start:
         english = languages(clean) == {"en"}
         found += _given_name_hits(tokens, by_start, taken, stops, english)
-        found += _cue_hits(tokens, by_start, taken, stops, people)
+        found += _cue_hits(tokens, by_start, taken, stops, people, cue_last)
     return found

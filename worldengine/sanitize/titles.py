@@ -17,7 +17,7 @@ from worldengine.sanitize.matching import Hit
 def titles() -> dict[str, set]:
     """``data/titles.txt`` by mark: "" / "?" title word tuples, ">" ">>" "<" CJK titles, "!"
     stop word tuples, "!!" CJK stops (format in the file's header)."""
-    groups: dict[str, set] = {m: set() for m in ("", "?", ">", ">>", "<", "!", "!!")}
+    groups: dict[str, set] = {m: set() for m in ("", "?", ">", ">>", "<", "!", "!!", "+")}
     path = DATA_DIR / "titles.txt"
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         body = line.split("#", 1)[0].strip()
