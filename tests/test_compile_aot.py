@@ -75,6 +75,26 @@ def test_a_package_built_with_the_wrong_inlined_values_is_refused(int8_engine_an
     assert float(str(refused.value).split("error ")[1].split(" ")[0]) > 5 * compile_aot.TOLERANCE   # no near miss
 
 
+def test_a_weight_held_as_a_strided_view_still_matches(int8_engine_and_package):
+    # The package is built on the child's row-major weights; the playing engine's copy of a weight may be
+    # a permuted view (the published 4-D unpatchify is remapped by a permute): it must still compute the
+    # same model (before the fix: relative error ~1.5, and the package was refused for every such model).
+    engine, inputs, path = int8_engine_and_package
+    strided = copy.deepcopy(engine.model)
+    weight = strided.unpatchify.weight
+    strided.unpatchify.weight = torch.nn.Parameter(weight.detach().t().contiguous().t(), requires_grad=False)
+    assert not strided.unpatchify.weight.is_contiguous()
+    compile_aot.check(compile_aot.load(strided, path), strided.forward, inputs)
+
+
+def test_build_model_places_remapped_views_row_major():
+    from worldengine.engine import build_model
+    state = dict(random_state(CONFIG, seed=3))
+    state["unpatchify.weight"] = state["unpatchify.weight"].t().contiguous().t()   # as a permute leaves it
+    model = build_model(CONFIG, state, torch.device("cpu"), torch.float32)
+    assert all(t.is_contiguous() for t in compile_aot.named_tensors(model).values())
+
+
 def test_a_foreign_package_is_refused_by_name(int8_engine_and_package):
     _, _, path = int8_engine_and_package
     other = build_engine(CONFIG, random_state(CONFIG, seed=11), "cpu", "float32", None, compile=False)

@@ -105,10 +105,15 @@ def load(model: torch.nn.Module, path: Path):
     missing = sorted(wanted - set(named))
     if missing:
         raise ValueError(f"compiled package {path.name} needs weights this model lacks: {missing[:3]}")
-    runner.load_constants({k: named[k].detach() for k in wanted}, check_full_update=True, user_managed=True)
+    # The package reads each weight with the row-major strides it was built with; a weight that is a
+    # strided view is handed over as a contiguous copy, which `forward` keeps alive (user-managed
+    # constants are not owned by the runner).
+    constants = {k: named[k].detach().contiguous() for k in wanted}
+    runner.load_constants(constants, check_full_update=True, user_managed=True)
 
     def forward(*args):
         return runner(*args)
+    forward.constants = constants
     forward.package = path
     return forward
 

@@ -114,7 +114,9 @@ def build_model(config: WaypointConfig, state: dict, device, dtype: torch.dtype)
     for key in list(state):  # pop as we go: a converted tensor never coexists with all the originals
         tensor = state.pop(key)
         keep_fp32 = key.startswith("denoise_step_emb.")  # the noise MLP runs in fp32 (bf16-valued weights)
-        placed[key] = tensor.to(device=device, dtype=torch.float32 if keep_fp32 else dtype)
+        # Contiguous: a remapped weight can be a permuted view (the published 4-D unpatchify), and a
+        # compiled package reads its weights with the strides it was built with (row-major).
+        placed[key] = tensor.to(device=device, dtype=torch.float32 if keep_fp32 else dtype).contiguous()
     model.load_state_dict(placed, strict=True, assign=True)
     freq = torch.logspace(0, -1, 256, base=10000.0, device=device)
     if dtype != torch.float32:
