@@ -71,7 +71,8 @@ def _given_name_hits(tokens, by_start, taken, stops, english: bool) -> list[Hit]
             continue
         second = tokens[j]
         if j in stops or _plain_word(second, taken, j) or len(second.folded) < 3 \
-                or not second.folded.isalpha() or second.folded in words:
+                or not second.folded.isalpha() or second.folded in words \
+                or (second.folded,) in titles()["+"]:  # "Hasan Amca", "Zeynep Hanım"
             continue
         if english or (name_cased(tokens[i].raw) and name_cased(second.raw)):
             hits.append(_span_hit(NAME_ENTRY, tokens, i, j))
