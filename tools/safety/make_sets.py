@@ -5,7 +5,7 @@
 Writes, per split, ``tests/data/safety_<split>_redteam_prompts.jsonl`` and
 ``tests/data/safety_<split>_benign_prompts.jsonl`` (the format ``python -m
 worldengine.sanitize.evaluate`` reads). Splits: ``dev`` (``dev_items.py``, used while tuning),
-``heldout`` .. ``heldout9`` (``heldout*_items.py``, each written after a design freeze
+``heldout`` .. ``heldout11`` (``heldout*_items.py``, each written after a design freeze
 and evaluated once; the earlier ones were dev sets for the next design).
 
 Unsafe items mark the element to disguise in [brackets]. Each base item gives its plain form and
