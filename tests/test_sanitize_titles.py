@@ -5,6 +5,7 @@ alone, a fictional name or a place/thing after the title do not."""
 import pytest
 
 from worldengine.sanitize import detect, sanitize
+from worldengine.sanitize.namesakes import place_words
 from worldengine.sanitize.titles import titles
 
 
@@ -40,3 +41,40 @@ def test_title_list_sections():
     groups = titles()
     assert ("pope",) in groups[""] and ("papa",) in groups["?"] and "総理" in groups[">"]
     assert ("kong",) in groups["!"] and "美国" in groups["!!"] and ("mosque",) in groups["+"]
+
+
+@pytest.mark.parametrize("text", [
+    "la place Charles-de-Gaulle sous la pluie", "l'aéroport Charles de Gaulle au lever du soleil",
+    "Rue Victor Hugo au printemps", "Atatürk Köprüsü gece", "Atatürk Havalimanı'nda bekleyen uçaklar",
+    "Atatürk Köprüsünde yürüyüş", "Aeropuerto Adolfo Suárez de noche", "la calle Gabriel García Márquez",
+    "Plac Piłsudskiego w deszczu", "улица Ленина ночью", "проспект Ленина утром",
+    "der Konrad-Adenauer-Platz im Regen", "die Willy-Brandt-Straße bei Nacht",
+    "aeroporto Tom Jobim ao amanhecer", "Johan Cruijff ArenA van buiten",
+    "the John F. Kennedy Center at dusk", "Einstein Tower in Potsdam", "the Lincoln Memorial at night",
+    "毛泽东纪念堂前的广场", "孙中山纪念馆", "김대중컨벤션센터",
+    "a mother walking her tOdDlEr to the park"])
+def test_places_named_after_people_and_odd_cased_words_stay(text):
+    assert "celebrity" not in detect(text).categories
+
+
+@pytest.mark.parametrize("text", [
+    "a statue of Harry Styles in a park", "portrait of Vladimir Putin in a snowy forest",
+    "Taylor Swift on a bridge", "Elon Musk at the airport", "Atatürk gece yürüyor",
+    "Charles de Gaulle sous la pluie", "Macron sur la place de la Concorde",
+    "Taylor Swift centered in the frame", "the place Taylor Swift grew up",
+    "JadenHossler at a party", "J a d e n H o s s l e r at a party",
+    "a desert gas station, Beyoncé pumping fuel", "Красная площадь, Владимир Путин с зонтом",
+    "Mark Rober building a robot in a garage", "Taylor Swift international tour"])
+def test_people_next_to_no_place_word_stay_people(text):
+    assert "celebrity" in detect(text).categories
+
+
+def test_a_namesake_span_keeps_other_terms():
+    """A place span never swallows a term of another list: Spider-Man (Turkish) stays IP."""
+    assert "branded_ip" in detect("Örümcek Adam Galata Kulesi'nde").categories
+
+
+def test_namesake_list_sections():
+    groups = place_words()
+    assert "platz" in groups["+"] and "koprusu" in groups["++"] and "ulica" in groups["-"]
+    assert "place" in groups["-?"] and "广场" in groups[">"] and "international" in groups["~"]

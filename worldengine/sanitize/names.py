@@ -26,6 +26,7 @@ import re
 from worldengine.sanitize.language import function_words, languages
 from worldengine.sanitize.lexicon import Entry, english_words, get_lexicon
 from worldengine.sanitize.matching import Hit
+from worldengine.sanitize.namesakes import namesake_hits
 from worldengine.sanitize.normalize import Token, has_cjk, join_singles
 from worldengine.sanitize.titles import cjk_title_hits, titles
 
@@ -99,7 +100,8 @@ def _run_together_hits(tokens: list[Token], spelled: set[int]) -> list[Hit]:
             cuts = range(3, len(word) - 2)
         else:
             cuts = [i for i, c in enumerate(raw) if c.isupper() and i > 0]
-        if len(word) < 7 or not word.isalpha() or len(word) != len(raw) and k not in spelled:
+        if len(word) < 7 or not word.isalpha() or len(word) != len(raw) and k not in spelled \
+                or word in words or k not in spelled and len(cuts) > 2:  # "tOdDlEr": odd casing
             continue
         for cut in cuts:
             if word[:cut] in names and word[cut:] not in words and len(word) - cut >= 3:
@@ -268,4 +270,4 @@ def name_hits(clean: str, tokens: list[Token], hits: list[Hit]) -> list[Hit]:
         english = languages(clean) == {"en"}
         found += _given_name_hits(tokens, by_start, taken, stops, english)
         found += _cue_hits(tokens, by_start, taken, stops, people, cue_last)
-    return found
+    return found + namesake_hits(clean, tokens, hits + found)  # "la place Charles-de-Gaulle"
