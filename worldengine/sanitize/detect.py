@@ -5,7 +5,9 @@ Rules, per strictness (``Strictness``):
 - explicit sexual terms -> "sexual"; explicit minor terms (loli, jailbait...) -> "minors";
 - a child/teen word is fine alone ("a kid's bedroom"), but with sexual or suggestive wording,
   graphic violence, other unsafe content or a harm verb aimed at people -> "minors";
-- suggestive wording (sexy, lingerie) alone -> "sexual" only at strict;
+- suggestive wording (sexy, lingerie) alone -> "sexual" only at strict; next to a posing,
+  bedroom or seductive cue (sexual_context: "posing", "on a bed", "writhing") -> "sexual" at
+  standard too ("lingerie on a washing line", "a lingerie shop window" stay benign);
 - graphic violence/gore -> "violence"; grim but non-graphic words (corpse, blood) only at strict;
 - a harm verb with a human target within a few words ("shooting civilians") -> "violence";
   game targets (zombies, robots, targets at a range) are not human targets;
@@ -165,7 +167,7 @@ def detect(text: str, strictness: str | Strictness = Strictness.STANDARD,
     flag("branded_ip", [h for h in by_role.get("branded_ip_cased", ()) if _as_name(tokens, h)])
     if level is not Strictness.RELAXED:
         flag("branded_ip", by_role.get("brand"))
-    if strict:
+    if strict or (level is Strictness.STANDARD and by_role.get("suggestive_context")):
         flag("sexual", by_role.get("suggestive"))
         flag("violence", by_role.get("violence_moderate"))
     minors = by_role.get("minor_subject", [])

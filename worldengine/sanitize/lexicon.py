@@ -35,6 +35,7 @@ DATA_DIR = Path(__file__).resolve().parent / "data"
 LISTS = {
     "sexual_explicit": ("sexual", ""),
     "sexual_suggestive": ("suggestive", ""),
+    "sexual_context": ("suggestive_context", None),
     "minors_explicit": ("minors", ""),
     "minor_subjects": ("minor_subject", "a quiet figure"),
     "minor_risks": ("minor_risk", ""),
@@ -56,10 +57,10 @@ LISTS = {
     "name_stops": ("name_stop", None),
 }
 # Roles that only feed the rules in detect.py / names.py: never matched glued or by typo.
-_NO_COMPACT = ("benign", "harm_verb", "harm_verb_passive", "harm_target", "given_name",
-               "person_cue", "name_stop", "branded_ip_cased", "celebrity_cased")
-_NO_FUZZY = ("benign", "harm_target", "minor_subject", "given_name", "person_cue", "name_stop",
-             "branded_ip_cased", "celebrity_cased")
+_NO_COMPACT = ("benign", "suggestive_context", "harm_verb", "harm_verb_passive", "harm_target",
+               "given_name", "person_cue", "name_stop", "branded_ip_cased", "celebrity_cased")
+_NO_FUZZY = ("benign", "suggestive_context", "harm_target", "minor_subject", "given_name",
+             "person_cue", "name_stop", "branded_ip_cased", "celebrity_cased")
 
 
 @dataclass(frozen=True)
