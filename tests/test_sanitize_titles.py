@@ -52,7 +52,7 @@ def test_title_list_sections():
     "aeroporto Tom Jobim ao amanhecer", "Johan Cruijff ArenA van buiten",
     "the John F. Kennedy Center at dusk", "Einstein Tower in Potsdam", "the Lincoln Memorial at night",
     "毛泽东纪念堂前的广场", "孙中山纪念馆", "김대중컨벤션센터",
-    "a mother walking her tOdDlEr to the park"])
+    "a mother walking her tOdDlEr to the park", "M a r i a n n e in the garden"])
 def test_places_named_after_people_and_odd_cased_words_stay(text):
     assert "celebrity" not in detect(text).categories
 

@@ -101,7 +101,7 @@ def _run_together_hits(tokens: list[Token], spelled: set[int]) -> list[Hit]:
         else:
             cuts = [i for i, c in enumerate(raw) if c.isupper() and i > 0]
         if len(word) < 7 or not word.isalpha() or len(word) != len(raw) and k not in spelled \
-                or word in words or k not in spelled and len(cuts) > 2:  # "tOdDlEr": odd casing
+                or word in words or word in names or k not in spelled and len(cuts) > 2:  # "tOdDlEr"
             continue
         for cut in cuts:
             if word[:cut] in names and word[cut:] not in words and len(word) - cut >= 3:
