@@ -167,8 +167,13 @@ def detect(text: str, strictness: str | Strictness = Strictness.STANDARD,
     flag("branded_ip", [h for h in by_role.get("branded_ip_cased", ()) if _as_name(tokens, h)])
     if level is not Strictness.RELAXED:
         flag("branded_ip", by_role.get("brand"))
-    if strict or (level is Strictness.STANDARD and by_role.get("suggestive_context")):
-        flag("sexual", by_role.get("suggestive"))
+    suggestive = by_role.get("suggestive", [])
+    # a cue counts only beside another suggestive word: "stripping" is both, and alone it is
+    # "stripping old paint"
+    cued = any(not any(s.start < c.end and c.start < s.end for s in suggestive)
+               for c in by_role.get("suggestive_context", ()))
+    if strict or (level is Strictness.STANDARD and cued):
+        flag("sexual", suggestive)
         flag("violence", by_role.get("violence_moderate"))
     minors = by_role.get("minor_subject", [])
     victims = by_role.get("harm_target", []) + minors
