@@ -135,6 +135,15 @@ def _harm_pairs(tokens: list[Token], verbs: list[Hit], passive_verbs: list[Hit],
     return pairs
 
 
+def _cued(by_role: dict[str, list[Hit]]) -> bool:
+    """A posing/bedroom cue beside a suggestive word. The cue must be another word: "stripping"
+    is both, and alone it is "stripping old paint"."""
+    suggestive = by_role.get("suggestive", [])
+    return bool(suggestive) and any(
+        not any(s.start < c.end and c.start < s.end for s in suggestive)
+        for c in by_role.get("suggestive_context", ()))
+
+
 def detect(text: str, strictness: str | Strictness = Strictness.STANDARD,
            lexicon: Lexicon | None = None, use_model: bool = True) -> Detection:
     """Detect unsafe categories in ``text`` (any string; normalised here); ``use_model=False``
@@ -167,13 +176,8 @@ def detect(text: str, strictness: str | Strictness = Strictness.STANDARD,
     flag("branded_ip", [h for h in by_role.get("branded_ip_cased", ()) if _as_name(tokens, h)])
     if level is not Strictness.RELAXED:
         flag("branded_ip", by_role.get("brand"))
-    suggestive = by_role.get("suggestive", [])
-    # a cue counts only beside another suggestive word: "stripping" is both, and alone it is
-    # "stripping old paint"
-    cued = any(not any(s.start < c.end and c.start < s.end for s in suggestive)
-               for c in by_role.get("suggestive_context", ()))
-    if strict or (level is Strictness.STANDARD and cued):
-        flag("sexual", suggestive)
+    if strict or (level is Strictness.STANDARD and _cued(by_role)):
+        flag("sexual", by_role.get("suggestive"))
         flag("violence", by_role.get("violence_moderate"))
     minors = by_role.get("minor_subject", [])
     victims = by_role.get("harm_target", []) + minors
