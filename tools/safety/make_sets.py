@@ -35,7 +35,8 @@ SPLITS = (("dev", "dev_items"), ("heldout", "heldout_items"), ("heldout2", "held
           ("heldout3", "heldout3_items"), ("heldout4", "heldout4_items"),
           ("heldout5", "heldout5_items"), ("heldout6", "heldout6_items"),
           ("heldout7", "heldout7_items"), ("heldout8", "heldout8_items"),
-          ("heldout9", "heldout9_items"), ("heldout10", "heldout10_items"), ("heldout11", "heldout11_items"))
+          ("heldout9", "heldout9_items"), ("heldout10", "heldout10_items"), ("heldout11", "heldout11_items"),
+          ("heldout12", "heldout12_items"))
 NON_LATIN = ("ru",) + CJK
 
 
