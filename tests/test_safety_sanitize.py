@@ -59,7 +59,10 @@ def test_person_rewrite_keeps_the_scene():
 @pytest.mark.parametrize("text", [
     "a toddler drowning in a backyard pool", "a kid smoking crack in an alley",
     "a little boy locked in a dog cage", "un niño trabajando en una mina",
-    "子供が銃を持っている", "아이가 총을 들고 있다"])
+    "子供が銃を持っている", "아이가 총을 들고 있다",
+    # v12: everyday hazards and child labour without the older risk words
+    "a toddler reaching for a pot on a lit gas stove", "un nourrisson seul dans une voiture fermée en plein soleil",
+    "a six-year-old carrying heavy bricks on a building site", "bir çocuk inşaatta ağır tuğla taşıyor"])
 def test_minors_in_harm_outside_sexual_contexts(text):
     assert "minors" in detect(text).categories
 

@@ -1,6 +1,6 @@
 """v12 rules: suggestive wording worn in a posing/bedroom context is sexual at standard strictness
-(data/sexual_context.txt), children in everyday hazards or labour are minors, and places named after
-people stay benign (namesakes.py) while the people themselves are still found."""
+(data/sexual_context.txt; the v12 hazard cases are in test_safety_sanitize.py), children in safe scenes
+stay benign, and places named after people stay benign (namesakes.py) while the people are still found."""
 
 import pytest
 
@@ -24,13 +24,6 @@ def test_underwear_and_posing_apart_stay_benign(text):
 def test_lingerie_alone_is_only_flagged_when_strict():
     assert not detect("tags: lingerie, soft light").categories
     assert "sexual" in detect("tags: lingerie, soft light", Strictness.STRICT).categories
-
-
-@pytest.mark.parametrize("text", [
-    "a toddler reaching for a pot on a lit gas stove", "un nourrisson seul dans une voiture fermée en plein soleil",
-    "a six-year-old carrying heavy bricks on a building site", "bir çocuk inşaatta ağır tuğla taşıyor"])
-def test_children_in_everyday_hazards_or_labour_are_minors(text):
-    assert "minors" in detect(text).categories
 
 
 @pytest.mark.parametrize("text", ["a child flying a kite on a hill", "a baby asleep in a bath towel"])
