@@ -114,11 +114,13 @@ class Lexicon:
         self.by_first: dict[str, list[Entry]] = {}
         self.prefixes: dict[str, list[Entry]] = {}
         self.cjk: list[Entry] = []
+        self.cjk_by_head: dict[str, list[int]] = {}  # positions in `cjk` by the entry's first character
         self.compact: list[tuple[str, Entry]] = []
         self.compact_by_head: dict[str, list[tuple[str, Entry]]] = {}
         self.single_long: dict[str, list[Entry]] = {}  # for fuzzy (edit distance 1) matching
         for entry in entries:
             if has_cjk(entry.text):
+                self.cjk_by_head.setdefault(entry.words[0][:1], []).append(len(self.cjk))
                 self.cjk.append(entry)
                 continue
             if entry.prefix and len(entry.words) == 1:

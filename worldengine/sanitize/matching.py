@@ -9,7 +9,6 @@ on censored spellings ("p*rn") and, for long words, on one-edit typos ("pornogra
 from __future__ import annotations
 
 import re
-import weakref
 from dataclasses import dataclass
 
 from worldengine.sanitize.lexicon import Entry, Lexicon, english_words
@@ -240,21 +239,6 @@ def _fuzzy_hits(lex: Lexicon, tokens: list[Token], matched: set[int]) -> list[Hi
     return hits
 
 
-_CJK_INDEX: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def _cjk_index(lex: Lexicon) -> dict[str, list[int]]:
-    """Positions in ``lex.cjk`` by the entry's first character, built once per lexicon: a prompt
-    is searched only for entries starting with one of its characters (a few dozen of thousands)."""
-    index = _CJK_INDEX.get(lex)
-    if index is None:
-        index = {}
-        for k, entry in enumerate(lex.cjk):
-            index.setdefault(entry.words[0][:1], []).append(k)
-        _CJK_INDEX[lex] = index
-    return index
-
-
 def _cjk_hits(lex: Lexicon, clean: str) -> list[Hit]:
     """CJK entries as substrings, also across separators inserted between the characters."""
     if not has_cjk(clean):  # every CJK entry holds a CJK letter: skip thousands of finds
@@ -266,8 +250,8 @@ def _cjk_hits(lex: Lexicon, clean: str) -> list[Hit]:
     where = [i for i, k in enumerate(keep) if k]  # compact position -> clean position
     joined = "".join(lowered[i] for i in where)
     hits = []
-    index = _cjk_index(lex)
-    tried = sorted(k for ch in set(joined) for k in index.get(ch, ()))  # list order, as before
+    # Only entries starting with one of the prompt's characters (a few dozen of thousands), in list order.
+    tried = sorted(k for ch in set(joined) for k in lex.cjk_by_head.get(ch, ()))
     for entry in (lex.cjk[k] for k in tried):
         pos = joined.find(entry.words[0])
         if pos >= 0:
