@@ -20,6 +20,7 @@ import torch
 
 from worldengine.errors import WaypointError
 from worldengine.options import Compile, DType, Quant
+from worldengine.quant.select import cpu_model
 from worldengine.cli.startup import resolve_speed_flags, run_cold
 from worldengine.synthetic import random_prompt
 from worldengine.synthetic.presets import PRESETS, preset_config
@@ -199,13 +200,7 @@ def machine_info(device: str) -> dict:
 
 
 def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+    return cpu_model() or platform.processor() or "unknown"
 
 
 def parse_args(argv):

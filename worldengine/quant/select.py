@@ -135,13 +135,14 @@ def store_path() -> Path:
     if os.environ.get(STORE_ENV):
         return Path(os.environ[STORE_ENV])
     from torch._inductor.runtime.cache_dir_utils import cache_dir
-    machine = [platform.machine(), platform.processor(), _cpu_model(), torch.backends.cpu.get_cpu_capability(),
+    machine = [platform.machine(), platform.processor(), cpu_model(), torch.backends.cpu.get_cpu_capability(),
                torch.__version__]
     digest = hashlib.sha256(json.dumps(machine).encode()).hexdigest()[:16]
     return Path(cache_dir()) / "waypoint-kernels" / f"{digest}.json"
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo ("" where there is none)."""
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):

@@ -187,11 +187,16 @@ def _surname(tokens, k, taken, stops) -> bool:
         and tokens[k].folded not in english_words()
 
 
+def _title_cased(tokens: list[Token]) -> bool:
+    """Most words Capitalised ("Best Places To Visit"): capitals then say nothing about names."""
+    return sum(t.raw[:1].isupper() for t in tokens) > 0.6 * len(tokens)
+
+
 def _title_hits(tokens, given, taken, stops, people) -> list[Hit]:
     """Title + name as one span; ``given`` are given-name token indexes, ``people`` maps the
     first token of each listed (or cased) person to its last."""
     groups, hits, words = titles(), [], english_words()
-    title_case = sum(t.raw[:1].isupper() for t in tokens) > 0.6 * len(tokens)
+    title_case = _title_cased(tokens)
     for i, tok in enumerate(tokens):
         if not groups["first"] & tok.variants:
             continue
@@ -226,8 +231,7 @@ def _cased_phrase_hits(tokens: list[Token], cased: list[Hit]) -> list[Hit]:
     """Listed cased names of 2+ words with every word (past a leading "the") Capitalised
     ("The Rock", "Oliver Tree" even as the first words): the cased-list test in detect.py
     only sees the first word, which any sentence start capitalises."""
-    title_case = sum(t.raw[:1].isupper() for t in tokens) > 0.6 * len(tokens)
-    return [] if title_case else [
+    return [] if _title_cased(tokens) else [
         _span_hit(NAME_ENTRY, tokens, h.tok_start, h.tok_end - 1) for h in cased
         if h.tok_end - h.tok_start >= 2 and all(
             t.raw[:1].isupper() for t in tokens[h.tok_start + (h.entry.words[0] == "the"):
