@@ -7,6 +7,7 @@ integer/float counters in `info` (e.g. steps, seconds of training so far) as str
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import torch
@@ -58,8 +59,6 @@ class BudgetClock:
     """
 
     def __init__(self, device: str, already: float = 0.0):
-        import time
-
         self._now = time.process_time if str(device).startswith("cpu") else time.monotonic
         self._begin = self._now() - float(already)
 
