@@ -1,7 +1,8 @@
 """Category detection: term-list hits (matching.py) turned into categories by context rules.
 
 Rules, per strictness (``Strictness``):
-- benign phrases ("shooting range", "blood moon", "photo shoot") hide the hits inside them;
+- benign phrases ("shooting range", "blood moon", "photo shoot") hide the hits inside them,
+  and so does a nudity word on a thing (bare.py: "eine nackte Eiche", "naked trees");
 - explicit sexual terms -> "sexual"; explicit minor terms (loli, jailbait...) -> "minors";
 - a child/teen word is fine alone ("a kid's bedroom"), but with sexual or suggestive wording,
   graphic violence, other unsafe content or a harm verb aimed at people -> "minors";
@@ -12,11 +13,14 @@ Rules, per strictness (``Strictness``):
 - a harm verb with a human target within a few words ("shooting civilians") -> "violence";
   game targets (zombies, robots, targets at a range) are not human targets;
 - minors with danger or harm wording (in any listed language) -> "minors", sexual or not;
+  also minors with a hazard + danger cue or work + labour cue pair (hazards.py: "a toddler
+  alone on a canal edge", "kids picking tomatoes for twelve hours");
 - entries marked for one language (``~term``) count only in prompts of that language;
 - celebrity names, and people found by name shape or a person cue (names.py) -> "celebrity";
   franchises/characters -> "branded_ip"; characters and stage names that are also words
   (ip_cased, celebrities_cased) only when written like a name and, as the first word, followed by
-  a function word ("Sonic running", "Drake in a cabin"; not "sonic boom", "a drake on a pond");
+  a function word or a participle ("Sonic running", "Drake in a cabin", "Doda śpiewająca"; not
+  "sonic boom", "a drake on a pond");
   commercial brands ->
   "branded_ip" except at relaxed; self-harm, hard drugs, terrorism, hate symbols -> "unsafe";
 - when none of that fires, the learned classifier (learned_stage.py) may still flag one of
@@ -25,12 +29,15 @@ Rules, per strictness (``Strictness``):
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from worldengine.errors import Choice, WaypointError
+from worldengine.sanitize.bare import bare_spans
+from worldengine.sanitize.hazards import hazard_pair
 from worldengine.sanitize.language import languages
 from worldengine.sanitize.learned_stage import learned_flag
-from worldengine.sanitize.lexicon import Lexicon, get_lexicon
+from worldengine.sanitize.lexicon import RULE_ROLES, Lexicon, get_lexicon
 from worldengine.sanitize.matching import Hit, find_hits
 from worldengine.sanitize.names import name_cased, name_hits
 from worldengine.sanitize.normalize import Token, clean_text
@@ -45,6 +52,10 @@ _FOLLOWERS = {"in", "on", "at", "and", "with", "from", "under", "near", "inside"
               "dans", "sur", "avec", "et", "qui", "en", "con", "y", "que", "im", "auf", "mit", "und",
               "che", "e", "nel", "nella", "sul", "em", "no", "na", "com", "op", "met", "die", "w",
               "z", "i", "bir", "ve", "ile"}
+# A participle or gerund after a first-word stage name makes it someone doing something
+# ("Doda śpiewająca", "Anitta cantando", "Edis söylüyor"): -ing, -ando/-endo/-indo, -ąca/-ący/
+# -ące/-jąc, -iyor, -ющий/-ящая, -end(e). Other verb forms say nothing ("Sonic boom").
+_PARTICIPLE = re.compile(r"(?:ing|ando|endo|indo|ąca|ący|ące|jąc|[iıuü]yor|[юя]щ[аи][йя]|ende?)$")
 _SIGNALS = ("harm_target", "minor_subject", "harm_verb", "harm_verb_passive", "minor_risk")
 
 
@@ -85,9 +96,9 @@ def _drop_contained(hits: list[Hit]) -> list[Hit]:
         if hit.role in _SIGNALS[:2]:
             kept.append(hit)
             continue
-        longer = any(o is not hit and o.role not in _SIGNALS and o.start <= hit.start
-                     and hit.end <= o.end and (o.end - o.start) > (hit.end - hit.start)
-                     for o in hits)
+        longer = any(o is not hit and o.role not in _SIGNALS + RULE_ROLES
+                     and o.start <= hit.start and hit.end <= o.end
+                     and (o.end - o.start) > (hit.end - hit.start) for o in hits)
         if not longer:
             kept.append(hit)
     return kept
@@ -103,7 +114,7 @@ def _as_name(tokens: list[Token], hit: Hit) -> bool:
     if capitals > 0.6 * len(tokens) and not any(c.isupper() for c in raw[1:]):
         return False  # Title Case Prompt: a capital says nothing (oDd casing still counts)
     after = tokens[hit.tok_end].raw.lower() if hit.tok_end < len(tokens) else ""
-    return hit.tok_start > 0 or after in _FOLLOWERS
+    return hit.tok_start > 0 or after in _FOLLOWERS or bool(_PARTICIPLE.search(after))
 
 
 def _tok_index(tokens: list[Token], hit: Hit) -> tuple[int, int]:
@@ -158,7 +169,8 @@ def detect(text: str, strictness: str | Strictness = Strictness.STANDARD,
         langs = languages(clean)
         hits = [h for h in hits if h.entry.lang is None or h.entry.lang in langs]
     hits += name_hits(clean, tokens, hits)
-    benign = [(h.start, h.end) for h in hits if h.role == "benign"]
+    bare = bare_spans(clean, hits)
+    benign = [(h.start, h.end) for h in hits + bare if h.role == "benign"]
     hits = _drop_contained([h for h in hits if h.role != "benign" and not _inside(h, benign)])
     by_role: dict[str, list[Hit]] = {}
     for hit in hits:
@@ -188,7 +200,7 @@ def detect(text: str, strictness: str | Strictness = Strictness.STANDARD,
     if moderate and victims and not strict:  # grim words next to a person: "a victim screaming"
         flag("violence", moderate)
     risky = (found.get("sexual") or found.get("violence") or found.get("unsafe")
-             or by_role.get("suggestive") or by_role.get("minor_risk"))
+             or by_role.get("suggestive") or by_role.get("minor_risk") or hazard_pair(by_role))
     if minors and risky:
         flag("minors", minors + by_role.get("suggestive", []) + by_role.get("minor_risk", []))
     categories = [c for c in CATEGORIES if c in found]
@@ -199,6 +211,7 @@ def detect(text: str, strictness: str | Strictness = Strictness.STANDARD,
     else:
         categories_hits = categories
     flagged = {id(h): h for c in categories_hits for h in found.get(c, ())}
-    learned = None if categories or not use_model else learned_flag(clean, level.value)
+    # a nudity word the bare rule cleared is no cue for the classifier either ("nackte Felsen")
+    learned = None if categories or bare or not use_model else learned_flag(clean, level.value)
     return Detection(clean, [learned[0]] if learned else categories,
                      sorted(flagged.values(), key=lambda h: h.start), pairs, learned)

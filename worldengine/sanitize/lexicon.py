@@ -39,6 +39,12 @@ LISTS = {
     "minors_explicit": ("minors", ""),
     "minor_subjects": ("minor_subject", "a quiet figure"),
     "minor_risks": ("minor_risk", ""),
+    "hazard_places": ("hazard_place", ""),
+    "hazard_cues": ("hazard_cue", ""),
+    "labour_work": ("labour_work", ""),
+    "labour_cues": ("labour_cue", ""),
+    "bare_objects": ("bare_object", None),
+    "art_objects": ("art_object", None),
     "celebrities": ("celebrity", "a person"),
     "ip_franchises": ("branded_ip", "an original character"),
     "ip_cased": ("branded_ip_cased", "an original character"),
@@ -56,11 +62,16 @@ LISTS = {
     "person_cues": ("person_cue", ""),
     "name_stops": ("name_stop", None),
 }
+# Roles that only pair with other hits in the v13 rules (hazards.py, bare.py): they hide no
+# other match (matching.py), block no name (names.py) and drop no overlapping hit (detect.py).
+RULE_ROLES = ("hazard_place", "hazard_cue", "labour_work", "labour_cue", "bare_object",
+              "art_object")
 # Roles that only feed the rules in detect.py / names.py: never matched glued or by typo.
 _NO_COMPACT = ("benign", "suggestive_context", "harm_verb", "harm_verb_passive", "harm_target",
-               "given_name", "person_cue", "name_stop", "branded_ip_cased", "celebrity_cased")
+               "given_name", "person_cue", "name_stop", "branded_ip_cased",
+               "celebrity_cased") + RULE_ROLES
 _NO_FUZZY = ("benign", "suggestive_context", "harm_target", "minor_subject", "given_name",
-             "person_cue", "name_stop", "branded_ip_cased", "celebrity_cased")
+             "person_cue", "name_stop", "branded_ip_cased", "celebrity_cased") + RULE_ROLES
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from worldengine.sanitize.lexicon import Entry, Lexicon, english_words
+from worldengine.sanitize.lexicon import RULE_ROLES, Entry, Lexicon, english_words
 from worldengine.sanitize.normalize import (CJK_GAP, Token, fold, has_cjk, join_singles, tokenize,
                                            variants)
 
@@ -264,7 +264,8 @@ def find_hits(lex: Lexicon, clean: str, fuzzy: bool = True) -> tuple[list[Token]
     """All raw hits in ``clean`` (benign phrases included; filtering happens in detect.py)."""
     tokens = _uncensor(lex, tokenize(clean))
     hits = _token_hits(lex, tokens)
-    known = {k for h in hits for k in range(h.tok_start, h.tok_end)}
+    # the v13 rule words ("river", "stein") pair with other hits only: they hide no other match
+    known = {k for h in hits if h.role not in RULE_ROLES for k in range(h.tok_start, h.tok_end)}
     hits += _joined_hits(lex, tokens, known, clean)
     hits += _glued_hits(lex, tokens)
     singles = join_singles(tokens, clean=clean)
@@ -273,7 +274,8 @@ def find_hits(lex: Lexicon, clean: str, fuzzy: bool = True) -> tuple[list[Token]
                                                for s in singles)] + singles
         hits += _glued_hits(lex, sorted(merged, key=lambda t: t.start), indexed=False)
     if fuzzy:
-        matched = {k for h in hits for k in range(h.tok_start, h.tok_end)}
+        matched = {k for h in hits if h.role not in RULE_ROLES
+                   for k in range(h.tok_start, h.tok_end)}
         hits += _fuzzy_hits(lex, tokens, matched)
     hits += _cjk_hits(lex, clean)
     for m in (*_AGE.finditer(clean), *_WORD_AGE.finditer(clean)):

@@ -24,7 +24,7 @@ import functools
 import re
 
 from worldengine.sanitize.language import function_words, languages
-from worldengine.sanitize.lexicon import Entry, english_words, get_lexicon
+from worldengine.sanitize.lexicon import RULE_ROLES, Entry, english_words, get_lexicon
 from worldengine.sanitize.matching import Hit
 from worldengine.sanitize.namesakes import namesake_hits
 from worldengine.sanitize.normalize import Token, has_cjk, join_singles
@@ -262,7 +262,7 @@ def name_hits(clean: str, tokens: list[Token], hits: list[Hit]) -> list[Hit]:
             cue_last[hit.tok_start] = max(cue_last.get(hit.tok_start, 0), hit.tok_end - 1)
         elif hit.role == "name_stop":
             stops.update(range(hit.tok_start, hit.tok_end))
-        else:
+        elif hit.role not in RULE_ROLES:  # "river", "hours" pair with other hits only
             taken.update(range(hit.tok_start, hit.tok_end))
     found = _cjk_cue_hits(clean, cjk_cues) if cjk_cues else []
     found += _run_together_hits(tokens, spelled)

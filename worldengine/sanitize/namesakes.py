@@ -1,6 +1,6 @@
 """Places and things named after people: "la place Charles-de-Gaulle", "Atatürk Köprüsü",
 "aeropuerto Adolfo Suárez", "улица Ленина", "the Lincoln Memorial", "毛泽东纪念堂",
-"김대중컨벤션센터". A person hit (listed or found by a name rule) with a place word from
+"김대중컨벤션센터", "Willem-Alexanderplein". A person hit (listed or found by a name rule) with a place word from
 ``data/namesakes.txt`` right before or after it becomes a "benign" span over both, which
 detect.py uses to drop the person hits inside it. A likeness ("a statue of Harry Styles",
 "portrait of Putin") keeps its person: "statue" / "portrait" are not place words.
@@ -89,6 +89,13 @@ def _before_word(tokens: list[Token], k: int, groups, english: bool, clean: str)
     return -1
 
 
+def _glued_tail(clean: str, hit: Hit, groups) -> bool:
+    """A name glued to an after-word in one compound: "Willem-Alexanderplein", "Atatürkstraße"."""
+    glued, name = canonical(clean[hit.start:hit.end]), canonical("".join(hit.entry.words))
+    tail = glued[len(name):] if glued.startswith(name) else ""
+    return bool(tail) and tail in groups["+"] | groups["++"]
+
+
 def namesake_hits(clean: str, tokens: list[Token], hits: list[Hit]) -> list[Hit]:
     """Benign spans over each person hit in ``hits`` (all hits, char spans in ``clean``) and
     the place word next to it; ``tokens`` are the prompt's tokens."""
@@ -102,7 +109,9 @@ def namesake_hits(clean: str, tokens: list[Token], hits: list[Hit]) -> list[Hit]
         start, end = hit.start, hit.end
         after = clean[end:end + _CJK_GAP + 6].lstrip(" ")[:6]
         cjk = next((w for w in groups[">"] if after.startswith(w)), None)
-        if cjk:
+        if hit.how == "glued" and _glued_tail(clean, hit, groups):
+            pass  # the compound is the place: its span is the hit's
+        elif cjk:
             end = clean.index(cjk, end) + len(cjk)
         elif inside:
             first, last = inside[0], inside[-1]
