@@ -33,11 +33,12 @@ def build_engine(config, args):
     """An engine of random weights at the preset's size with the run's dtype / quant / compile."""
     from worldengine.checkpoint import to_inference_layout
     from worldengine.engine import WorldEngine, apply_speed_options, build_model
-    from worldengine.options import torch_dtype
+    from worldengine.quant.dtype import resolve_dtype
     from worldengine.synthetic import random_canonical_state
 
     state = to_inference_layout(random_canonical_state(config, args.seed), config)
-    engine = WorldEngine(config, build_model(config, state, torch.device(args.device), torch_dtype(args.dtype)))
+    engine = WorldEngine(config, build_model(config, state, torch.device(args.device),
+                                             resolve_dtype(args.dtype, args.device, config)))
     apply_speed_options(engine, quant=args.quant, compile=args.compile)
     return engine
 

@@ -58,14 +58,14 @@ def measure(preset: str, device: str, dtype: str, quant, compile, frames: int, s
 
     from worldengine.checkpoint import to_inference_layout
     from worldengine.engine import WorldEngine, apply_speed_options, build_model
-    from worldengine.options import torch_dtype
+    from worldengine.quant.dtype import resolve_dtype
     from worldengine.synthetic import random_canonical_state
     from worldengine.synthetic.presets import preset_config
 
     config = preset_config(preset)
     state = to_inference_layout(random_canonical_state(config, seed), config)
     start = time.perf_counter()
-    engine = WorldEngine(config, build_model(config, state, torch.device(device), torch_dtype(dtype)))
+    engine = WorldEngine(config, build_model(config, state, torch.device(device), resolve_dtype(dtype, device, config)))
     apply_speed_options(engine, quant=quant, compile=compile, background=True)
     loaded = time.perf_counter()
     session, controls = engine.new_session(), _controls(config.n_buttons)
