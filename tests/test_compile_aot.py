@@ -139,6 +139,10 @@ def test_a_restart_loads_the_package_without_compiling(int8_engine_and_package, 
     session.append_latent(torch.randn(CONFIG.latent_shape, generator=generator))
     assert restarted.forward.wait(timeout=120) and restarted.compile_status == "compiled"
     assert restarted.forward.compiled.package == path
-    session.step(generator=generator)   # the frame edge: the seed pass was eager
+    passes = len(restarted.sigma_conditioning)
+    # The switch comes at a frame edge: after the seed pass if the package was ready before it ended
+    # (a race with the loader thread), else after the first frame; never inside a frame.
     session.step(generator=generator)
-    assert restarted.forward.compiled_calls == len(restarted.sigma_conditioning)
+    first = restarted.forward.compiled_calls
+    session.step(generator=generator)
+    assert first in (0, passes) and restarted.forward.compiled_calls - first == passes
