@@ -180,3 +180,40 @@ def test_auto_compile_refuses_a_compiled_step_that_is_not_faster(monkeypatch):
     assert engine.compile_status == "eager (auto: compiled not faster here: 2.0 vs 1.0 ms)"
     _rollout(engine, 2, control_cycle(config.n_buttons))
     assert not forward._use_compiled
+
+
+def test_twins_keep_shared_inputs_shared():
+    # Layers share one key-mask tensor; dynamo guards on that aliasing, so the worker's copies must
+    # alias the same way or the first real call after the switch recompiles.
+    from worldengine.compile import _twins
+    mask, other = torch.ones(8, dtype=torch.bool), torch.zeros(8, dtype=torch.bool)
+    kv = torch.randn(2, 4)
+    twins = _twins((kv, [mask, other, mask, mask], {"kv": kv}))
+    copied_kv, masks, named = twins
+    assert masks[0] is masks[2] is masks[3] and masks[0] is not masks[1] and named["kv"] is copied_kv
+    assert masks[0] is not mask and copied_kv is not kv and torch.equal(copied_kv, kv)
+    copied_kv.add_(1)
+    assert not torch.equal(copied_kv, kv)   # a twin never writes the live buffers
+
+
+def test_worker_compiled_step_is_not_recompiled_by_the_first_real_call():
+    # The in-process fallback (no child): the worker compiles on twins of the first call's inputs;
+    # with the shared key masks of a 4-layer model the switch must reuse that graph as it is.
+    from torch._dynamo.utils import counters
+
+    from worldengine.compile import BackgroundForward
+    torch._dynamo.reset()
+    config = config_from_dict(preset_dict("tiny"))
+    engine = _background_engine(config, random_state(config, seed=3), compile="off")
+    engine.forward = BackgroundForward(engine, child=False)
+    session = engine.new_session()
+    generator = torch.Generator().manual_seed(1)
+    session.append_latent(torch.randn(config.latent_shape, generator=generator))
+    assert engine.forward.wait(timeout=1200) and engine.compile_status == "compiled", engine.compile_status
+    graphs = counters["stats"]["unique_graphs"]
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        for _ in range(2):
+            session.step(generator=generator)
+    assert engine.forward.compiled_calls >= len(engine.sigma_conditioning)
+    assert counters["stats"]["unique_graphs"] == graphs
+    torch._dynamo.reset()

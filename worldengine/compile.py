@@ -83,6 +83,19 @@ def mark_static_buffers(engine, tensors) -> None:
 
 
 
+def _twins(tree):
+    """`_twin` of every tensor in `tree`, one twin per distinct tensor: inputs that are the same tensor
+    (layers sharing one key mask) stay shared, since dynamo guards on that aliasing and a twin set
+    without it made the first real call recompile (15 s of one frame on cpu-small, bf16 + int8)."""
+    made: dict[int, torch.Tensor] = {}
+
+    def twin(tensor):
+        if id(tensor) not in made:
+            made[id(tensor)] = _twin(tensor)
+        return made[id(tensor)]
+    return tree_map_only(torch.Tensor, twin, tree)
+
+
 def _twin(tensor: torch.Tensor) -> torch.Tensor:
     """A copy with what dynamo guards on kept: shape, strides, dtype, device, inference-ness and static marks."""
     with torch.inference_mode(tensor.is_inference()):
@@ -142,7 +155,7 @@ class BackgroundForward:
 
     def __call__(self, x, block_mods, *args):
         if self._thread is None:
-            inputs = tree_map_only(torch.Tensor, _twin, (x, block_mods, *args))
+            inputs = _twins((x, block_mods, *args))
             self._thread = threading.Thread(target=self._prepare, args=(inputs, torch.is_inference_mode_enabled()),
                                             name="waypoint-compile", daemon=True)
             self._thread.start()
