@@ -61,6 +61,7 @@ def warm_up() -> None:
     """Load every table the checks use (term lists, word list), so no prompt pays for it."""
     english_words()
     sanitize("Emma Zorblat, the streamer, in a forest")
+    sanitize("a f o r e s t p a t h")  # spelled out: builds the word-break vocabulary
 
 
 def bound_prompt(text: str) -> tuple[str, int]:

@@ -40,7 +40,9 @@ from worldengine.sanitize.learned_stage import learned_flag
 from worldengine.sanitize.lexicon import RULE_ROLES, Lexicon, get_lexicon
 from worldengine.sanitize.matching import Hit, find_hits
 from worldengine.sanitize.names import name_cased, name_hits
-from worldengine.sanitize.normalize import Token, clean_text
+from worldengine.sanitize.namesakes import spelled_places
+from worldengine.sanitize.normalize import Token, clean_text, tokenize
+from worldengine.sanitize.spacing import reindex
 
 CATEGORIES = ("sexual", "minors", "celebrity", "branded_ip", "violence", "unsafe")
 _MAX_CHARS = 8000  # sanitize() cuts at 4000 on a word break; detect() alone never reads more
@@ -56,6 +58,7 @@ _FOLLOWERS = {"in", "on", "at", "and", "with", "from", "under", "near", "inside"
 # ("Doda śpiewająca", "Anitta cantando", "Edis söylüyor"): -ing, -ando/-endo/-indo, -ąca/-ący/
 # -ące/-jąc, -iyor, -ющий/-ящая, -end(e). Other verb forms say nothing ("Sonic boom").
 _PARTICIPLE = re.compile(r"(?:ing|ando|endo|indo|ąca|ący|ące|jąc|[iıuü]yor|[юя]щ[аи][йя]|ende?)$")
+_LEET_HEADS = frozenset("013456789@$")
 _SIGNALS = ("harm_target", "minor_subject", "harm_verb", "harm_verb_passive", "minor_risk")
 
 
@@ -107,9 +110,12 @@ def _drop_contained(hits: list[Hit]) -> list[Hit]:
 def _as_name(tokens: list[Token], hit: Hit) -> bool:
     """Written like a name, and not the prompt's first word unless a function word follows
     ("Sonic running", "Sonic in a jungle"; not "sonic boom", "Sonic boom over a desert")."""
-    if not 0 <= hit.tok_start < len(tokens) or not name_cased(tokens[hit.tok_start].raw):
+    if not 0 <= hit.tok_start < len(tokens):
         return False
     raw = tokens[hit.tok_start].raw
+    # a leet digit for the first letter ("5on1c", "0laf") hides the capital: disguise, a name
+    if not name_cased(raw) and not (raw[:1] in _LEET_HEADS and any(c.isalpha() for c in raw)):
+        return False
     capitals = sum(t.raw[:1].isupper() for t in tokens)
     if capitals > 0.6 * len(tokens) and not any(c.isupper() for c in raw[1:]):
         return False  # Title Case Prompt: a capital says nothing (oDd casing still counts)
@@ -155,6 +161,15 @@ def _cued(by_role: dict[str, list[Hit]]) -> bool:
         for c in by_role.get("suggestive_context", ()))
 
 
+def _names(clean: str, tokens: list[Token], typed: list[Token], hits: list[Hit]) -> list[Hit]:
+    """Name-rule hits (names.py). ``typed``: the tokens as typed; when spelled-out runs were
+    split into words (spacing.py, ``tokens``), names see the letters as typed, so a split of an
+    unknown name ("S a g r a d a" -> sa gr ada) makes no name shape."""
+    if len(typed) == len(tokens):
+        return name_hits(clean, tokens, hits)
+    return [reindex(h, tokens) for h in name_hits(clean, typed, hits)]
+
+
 def detect(text: str, strictness: str | Strictness = Strictness.STANDARD,
            lexicon: Lexicon | None = None, use_model: bool = True) -> Detection:
     """Detect unsafe categories in ``text`` (any string; normalised here); ``use_model=False``
@@ -168,9 +183,11 @@ def detect(text: str, strictness: str | Strictness = Strictness.STANDARD,
     if any(h.entry.lang for h in hits):
         langs = languages(clean)
         hits = [h for h in hits if h.entry.lang is None or h.entry.lang in langs]
-    hits += name_hits(clean, tokens, hits)
+    words = tokenize(clean)
+    hits += _names(clean, tokens, words, hits)
     bare = bare_spans(clean, hits)
-    benign = [(h.start, h.end) for h in hits + bare if h.role == "benign"]
+    benign = [(h.start, h.end) for h in hits + bare if h.role == "benign"] + spelled_places(
+        clean, words, hits)
     hits = _drop_contained([h for h in hits if h.role != "benign" and not _inside(h, benign)])
     by_role: dict[str, list[Hit]] = {}
     for hit in hits:
@@ -207,9 +224,7 @@ def detect(text: str, strictness: str | Strictness = Strictness.STANDARD,
     if categories:  # once a prompt is rewritten, soften its grim/suggestive words as well
         flag("context", by_role.get("suggestive"))
         flag("context", by_role.get("violence_moderate"))
-        categories_hits = categories + ["context"]
-    else:
-        categories_hits = categories
+    categories_hits = categories + ["context"] if categories else categories
     flagged = {id(h): h for c in categories_hits for h in found.get(c, ())}
     # a nudity word the bare rule cleared is no cue for the classifier either ("nackte Felsen")
     learned = None if categories or bare or not use_model else learned_flag(clean, level.value)

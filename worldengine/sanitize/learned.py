@@ -3,11 +3,11 @@
 Features (``features``): the prompt normalised as the lexicon sees it (``clean_text``, leet and
 homoglyphs folded, s p a c e d letters joined), then hashed (CRC32, ``BUCKETS`` buckets) word
 unigrams and bigrams, character 2..5-grams of each word (1..3-grams inside CJK runs), and word
-shapes (capitalised pairs hint at names). Model: an embedding bag (mean of the feature rows,
-float16 ``[BUCKETS, HIDDEN]``) -> ReLU -> linear to ``LABELS`` -> softmax. Trained offline by
-``tools/safety/train_classifier.py`` on a generated multilingual, evasion-augmented corpus; the
-weights ship as ``data/prompt_classifier.safetensors`` and load via safetensors only.
-Deterministic numpy on the CPU (~0.2-1 ms per prompt).
+shapes (capitalised pairs hint at names; odd casing counts as lower case). Model: an embedding
+bag (mean of the feature rows, float16 ``[BUCKETS, HIDDEN]``) -> ReLU -> linear to ``LABELS``
+-> softmax. Trained offline by ``tools/safety/train_classifier.py`` on a generated multilingual,
+evasion-augmented corpus; the weights ship as ``data/prompt_classifier.safetensors`` and load
+via safetensors only. Deterministic numpy on the CPU (~0.2-1 ms per prompt).
 """
 
 from __future__ import annotations
@@ -40,7 +40,15 @@ def _shape(raw: str) -> str:
         return "U" if len(letters) > 1 else "C"
     if letters[0].isupper() and all(c.islower() for c in letters[1:]):
         return "C"
-    return "m" if any(c.isupper() for c in letters) else "l"
+    if not any(c.isupper() for c in letters) or _odd_case(letters):
+        return "l"  # aLtErNaTiNg case is an evasion: the word's shape is its plain one (v14)
+    return "m"
+
+
+def _odd_case(letters: list[str]) -> bool:
+    """Case flips on at least half of the letter pairs ("oMa", "fRiSkY"; not "McDonald")."""
+    flips = sum(a.isupper() != b.isupper() for a, b in itertools.pairwise(letters))
+    return len(letters) > 2 and flips >= 2 and 2 * flips >= len(letters) - 1
 
 
 def words(text: str) -> list[tuple[str, str, int, int]]:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from worldengine.sanitize.lexicon import RULE_ROLES, Entry, Lexicon, english_words
 from worldengine.sanitize.normalize import (CJK_GAP, Token, fold, has_cjk, join_singles, tokenize,
                                            variants)
+from worldengine.sanitize.spacing import reindex, respace, spaced_matches
 
 # A child's age written as a number: "12 year old", "9yo", "aged 14", "15 años".
 # Also "8-jährige", "8-jarige", "8 anni", "8 lat", "8-летняя", "8 yaşındaki", "8歳", "8岁", "8살" (issue 19).
@@ -31,7 +32,12 @@ _NUMBER_WORDS = (
     "dieci|undici|dodici|tredici|quattordici|quindici|sedici|diciassette|um|dois|três|quatro|"
     "oito|dez|onze|doze|treze|catorze|quinze|dezesseis|dezessete")
 _WORD_AGE = re.compile(rf"\b(?:{_NUMBER_WORDS})[\s-]+(?:years?[\s-]+old|year-old|ans\b|años|"
-                       rf"anos\b|jahre\s+alt|jährige[rns]?|anni\b)", re.I)
+                       rf"anos\b|jahre\s+alt|jährige[rns]?|anni\b)|"
+                       # one German/Dutch compound: "dreizehnjähriger", "dertienjarige" (v14)
+                       rf"\b(?:{_NUMBER_WORDS}|twee|drie|vijf|zes|zeven|negen|tien|twaalf|"
+                       rf"dertien|veertien|vijftien|zestien|zeventien)(?:jährig|jarig)\w*", re.I)
+_AGE_WORDS = frozenset(fold(w) for w in _NUMBER_WORDS.split("|")) | {
+    "years", "year", "old", "anos", "ans", "jahre", "alt", "anni", "lat", "lata"}
 _NOT_HALVES = ("benign", "given_name", "person_cue", "name_stop")
 _DIRECT_ROLES = ("sexual", "minors", "violence", "unsafe", "celebrity", "branded_ip", "brand")
 _STOPWORDS = {"a", "an", "the", "in", "on", "of", "to", "at", "is", "it", "as", "or", "by", "and",
@@ -280,4 +286,10 @@ def find_hits(lex: Lexicon, clean: str, fuzzy: bool = True) -> tuple[list[Token]
     hits += _cjk_hits(lex, clean)
     for m in (*_AGE.finditer(clean), *_WORD_AGE.finditer(clean)):
         hits.append(Hit(AGE_ENTRY, m.start(), m.end(), -1, -1, "age"))
+    words = respace(lex, tokens, clean, _AGE_WORDS)
+    if words is not None:  # a spelled-out phrase split into words: match those words too
+        hits = [reindex(h, words) for h in hits] + _token_hits(lex, words) + [
+            Hit(AGE_ENTRY, s, e, -1, -1, "age") for s, e in spaced_matches(words, (_AGE, _WORD_AGE))]
+        tokens = words
     return tokens, hits
+

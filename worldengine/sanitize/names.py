@@ -128,6 +128,8 @@ def _cue_hits(tokens, by_start, taken, stops, people, cue_last) -> list[Hit]:
         after = cue_last.get(c, c) + 1
         if after < len(tokens) and tokens[after].folded in _LINKS:  # "streamer named X"
             after += 1
+        if after < len(tokens) and (tokens[after].folded,) in titles()["!"]:
+            continue  # "президента России": a country after the cue, no name
         if after in people or _candidate(tokens, after, taken, stops):
             last = people.get(after, after)
             if last == after and _candidate(tokens, after + 1, taken, stops):

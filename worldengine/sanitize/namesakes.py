@@ -9,6 +9,7 @@ detect.py uses to drop the person hits inside it. A likeness ("a statue of Harry
 from __future__ import annotations
 
 import functools
+import re
 
 from worldengine.sanitize.language import languages
 from worldengine.sanitize.lexicon import DATA_DIR, Entry
@@ -129,4 +130,23 @@ def namesake_hits(clean: str, tokens: list[Token], hits: list[Hit]) -> list[Hit]
             continue
         if not any(o.start < end and start < o.end for o in others):
             spans.append(Hit(PLACE_ENTRY, start, end, -1, -1, "name"))
+    return spans
+
+
+_SPELLED = re.compile(r"(?<!\w)\w(?:[ .]\w){2,}(?!\w)")  # "G a r i b a l d i", "M.i.c.k.i.e.w.i.c.z.a"
+_SPELLED_ROLES = {"celebrity", "celebrity_cased", "brand", "branded_ip", "branded_ip_cased"}
+
+
+def spelled_places(clean: str, tokens: list[Token], hits: list[Hit]) -> list[tuple[int, int]]:
+    """Spans of name or brand hits inside a spelled-out word right after a place word:
+    "via G a r i b a l d i", "ulica M i c k i e w i c z a" are streets, as unspaced
+    ("via Garibaldi"). ``tokens`` are the prompt's tokens as typed (one per letter there)."""
+    before = place_words()["-"] | place_words()["-?"]
+    spans = []
+    for m in _SPELLED.finditer(clean):
+        k = next((i for i, t in enumerate(tokens) if t.start == m.start()), -1)
+        if k < 1 or not _joined(tokens, k, clean) or _bare(tokens[k - 1]) not in before:
+            continue
+        spans += [(h.start, h.end) for h in hits if h.role in _SPELLED_ROLES
+                  and m.start() <= h.start and h.end <= m.end()]
     return spans

@@ -5,7 +5,7 @@ Two views of a prompt:
   collapsed. Rewrites edit this string; benign prompts come back as this string.
 - ``tokenize(clean)``: detection tokens with character spans into the clean text. Each token has a
   small set of *variants* (lower case, accents stripped, homoglyphs folded, leetspeak folded,
-  letter runs squeezed, plural/possessive endings dropped) so one lookup per variant covers the
+  letter runs squeezed, plural/possessive endings dropped, Russian case endings undone) so one lookup per variant covers the
   usual evasions. ``join_singles`` undoes s-p-a-c-e-d spelling.
 """
 
@@ -118,7 +118,25 @@ def variants(raw: str) -> frozenset[str]:
     out: set[str] = set()
     for base in bases:
         out |= _endings(base)
+    if _CYRILLIC_WORD.fullmatch(lower):
+        out |= _case_forms(lower)
     return frozenset(w for w in out if w)
+
+
+# Russian case endings, longest first: "Кока-Колы", "в Макдоналдсе", "с Адидасом" (v14)
+_RU_ENDINGS = ("ами", "ями", "ой", "ей", "ом", "ем", "ам", "ям", "ах", "ях", "ов", "ы", "и",
+               "е", "у", "ю", "а", "я")
+_CYRILLIC_WORD = re.compile("[\u0400-\u04ff]{4,}")
+
+
+def _case_forms(word: str) -> set[str]:
+    """The nominative forms an inflected Russian word may stand for: its stem (a consonant
+    ending, "макдоналдс") and the stem + а/я ("кола", "тойота"); stems of 3+ letters only."""
+    for ending in _RU_ENDINGS:
+        stem = word[:-len(ending)]
+        if word.endswith(ending) and len(stem) >= 3:
+            return {stem, stem + "а", stem + "я"}
+    return set()
 
 
 @dataclass(frozen=True)
