@@ -101,3 +101,25 @@ def test_kernel_verdicts_persist_on_disk_and_a_restart_reuses_them(tmp_path, mon
     select.fastest(("probe", 1), candidates(["a", "b", "c"]))      # another candidate: timed again
     assert sorted(set(calls)) == ["a", "b", "c"]
     select.forget()
+
+
+def test_a_compiled_cpu_engine_chooses_int8_by_bare_gemm_and_keeps_int_mm(monkeypatch):
+    # bf16 on CPU compiles (compile=auto): the quantize and epilogue fuse, so the bare GEMMs decide and
+    # the int8 layers stay on _int_mm (the AOT package cannot take oneDNN's opaque packed weight).
+    monkeypatch.setattr(int8, "measured_kernel", lambda *a, **k: pytest.fail("eager layer timing used"))
+    monkeypatch.setattr(int8, "measured_gemm_kernel", lambda *a, **k: "int_mm")
+    engine = load_engine(TOY_MODEL_DIR, dtype="bfloat16")
+    layers = _int8_layers(engine)
+    assert engine.options["compile"] is True and engine.options["int8_layers"] == len(layers) > 0
+    assert all(layer.weight_packed is None and not layer.f32_gemm for layer in layers)
+    monkeypatch.setattr(int8, "measured_gemm_kernel", lambda *a, **k: "float")
+    engine = load_engine(TOY_MODEL_DIR, dtype="bfloat16")
+    assert _int8_layers(engine) == [] and engine.options["quant"] == "none (auto: int8 slower here)"
+
+
+def test_bare_gemm_measurement_names_a_kernel_and_is_cached():
+    from worldengine.quant import select
+    choice = int8.measured_gemm_kernel(64, 128, 32, torch.bfloat16)
+    verdict = select.verdicts()["gemm x 32 x 64 x 128 x bfloat16"]
+    assert choice in ("float", "int_mm") and set(verdict["times_ms"]) == {"float", "int_mm"}
+    assert choice == min(verdict["times_ms"], key=verdict["times_ms"].get)

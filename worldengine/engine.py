@@ -165,13 +165,16 @@ def apply_speed_options(engine: WorldEngine, quant: str | None = "auto", compile
     if quant is Quant.FP8:
         from worldengine.quant.fp8 import require_fp8_device
         require_fp8_device(engine.device)
+    # A CPU engine that will run compiled: bfloat16 with compile=auto (see below), or compile=on.
+    compiled_cpu = not cuda and (compile is Compile.ON
+                                 or (compile is Compile.AUTO and engine.dtype != torch.float32))
     layers = []
     if quant is not Quant.NONE:
         from worldengine.quant.int8 import DEFAULT_SKIP, quantize_linears
         # The noise MLP and modulation projections only ran at load (their outputs are cached per sigma).
         layers = quantize_linears(engine.model, skip=DEFAULT_SKIP + ("denoise_step_emb", "cond_proj"),
                                   mode=quant.value, rows_hint=engine.config.tokens_per_frame,
-                                  only_if_faster=auto_quant and not cuda)
+                                  only_if_faster=auto_quant and not cuda, compiled=compiled_cpu)
     quant_text = "none (auto: int8 slower here)" if auto_quant and not layers else quant.value
     # Attention kernel by measurement only where linears went int8 (the float path stays bit-identical).
     attention = choose_attention(engine, quant is Quant.INT8) if layers else {}

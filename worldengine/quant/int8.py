@@ -160,6 +160,30 @@ def measured_kernel(in_features: int, out_features: int, rows: int | None, dtype
     return select.fastest(key, lambda: _probe_calls(in_features, out_features, rows, dtype), among)
 
 
+def measured_gemm_kernel(in_features: int, out_features: int, rows: int | None, dtype: torch.dtype) -> str:
+    """"int_mm" or "float": the faster bare GEMM for a layer of a CPU engine that will be compiled.
+
+    Compiled, the per-token quantization and the epilogue of an `Int8Linear` fuse into the pointwise
+    kernels around it, so what is left to compare is the GEMM itself: ``torch._int_mm`` on int8
+    operands against ``F.linear`` in ``dtype``. (``_int_mm`` rather than oneDNN: the compiled CPU step
+    is an AOTInductor package, which cannot take oneDNN's opaque prepacked weight.) Measured here:
+    an AMX Xeon, one thread, bf16 at cpu-small's shapes: ``_int_mm`` 0.46-0.54x the bf16 time, and
+    the whole compiled frame 100.8 vs 112.7 ms. Cached per process and machine like `measured_kernel`.
+    """
+    rows = min(PROBE_MAX_ROWS, 1 << max(0, (rows or PROBE_MAX_ROWS) - 1).bit_length())
+    key = ("gemm", rows, in_features, out_features, str(dtype).removeprefix("torch."))
+    return select.fastest(key, lambda: _gemm_calls(in_features, out_features, rows, dtype))
+
+
+def _gemm_calls(in_features: int, out_features: int, rows: int, dtype: torch.dtype) -> dict:
+    generator = torch.Generator().manual_seed(in_features * 7919 + out_features)
+    x = torch.randn(rows, in_features, generator=generator).to(dtype)
+    weight = torch.randn(out_features, in_features, generator=generator).to(dtype)
+    q = torch.randint(-127, 128, (rows, in_features), dtype=torch.int8, generator=generator)
+    weight_q = torch.randint(-127, 128, (out_features, in_features), dtype=torch.int8, generator=generator)
+    return {"float": lambda: F.linear(x, weight), "int_mm": lambda: torch._int_mm(q, weight_q.t())}
+
+
 def _probe_calls(in_features: int, out_features: int, rows: int, dtype: torch.dtype) -> dict:
     generator = torch.Generator().manual_seed(in_features * 7919 + out_features)
     linear = nn.Linear(in_features, out_features).to(dtype)
@@ -176,7 +200,8 @@ def _probe_calls(in_features: int, out_features: int, rows: int, dtype: torch.dt
 
 
 def quantize_linears(module: nn.Module, skip=DEFAULT_SKIP, min_features: int = 32,
-                     mode: str = "int8", rows_hint: int | None = None, only_if_faster: bool = False) -> list[str]:
+                     mode: str = "int8", rows_hint: int | None = None, only_if_faster: bool = False,
+                     compiled: bool = False) -> list[str]:
     """Replace eligible ``nn.Linear`` submodules of ``module`` in place; return their dotted names.
 
     Eligible: in and out features both divisible by ``min_features`` (and at least that large), and
@@ -185,6 +210,8 @@ def quantize_linears(module: nn.Module, skip=DEFAULT_SKIP, min_features: int = 3
     (weight-only) or "fp8" (e4m3 W8A8, see `worldengine.quant.fp8`). ``rows_hint``: the activation row count
     the layers will mostly see (tokens per frame); CPU int8 packs its weights for it.
     ``only_if_faster``: a CPU layer stays float where `measured_kernel` finds float the fastest (int8 only).
+    ``compiled``: the CPU engine will run compiled; with ``only_if_faster`` the bare GEMMs decide
+    (`measured_gemm_kernel`) and the int8 layers use ``_int_mm``.
     """
     if mode not in QUANT_CLASSES:
         raise WaypointError(f"unknown quant mode {mode!r}; expected one of {sorted(QUANT_CLASSES)}")
@@ -192,18 +219,20 @@ def quantize_linears(module: nn.Module, skip=DEFAULT_SKIP, min_features: int = 3
     targets = [
         (name, child) for name, child in module.named_modules()
         if type(child) is nn.Linear and _eligible(name, child, skip, min_features)
-        and not (only_if_faster and mode == "int8" and _float_is_faster(child, rows_hint))
+        and not (only_if_faster and mode == "int8" and _float_is_faster(child, rows_hint, compiled))
     ]
+    kernel = "int_mm" if compiled and only_if_faster and mode == "int8" else None
     for name, child in targets:
         parent_name, _, attr = name.rpartition(".")
         parent = module.get_submodule(parent_name) if parent_name else module
-        setattr(parent, attr, layer_cls.from_linear(child, rows_hint))
+        setattr(parent, attr, layer_cls.from_linear(child, rows_hint, kernel))
     return [name for name, _ in targets]
 
 
-def _float_is_faster(linear: nn.Linear, rows_hint: int | None) -> bool:
+def _float_is_faster(linear: nn.Linear, rows_hint: int | None, compiled: bool = False) -> bool:
     weight = linear.weight
-    return weight.device.type == "cpu" and measured_kernel(
+    measure = measured_gemm_kernel if compiled else measured_kernel
+    return weight.device.type == "cpu" and measure(
         linear.in_features, linear.out_features, rows_hint, weight.dtype) == "float"
 
 
