@@ -1,8 +1,8 @@
 """Training corpus for the learned prompt classifier (worldengine/sanitize/learned.py).
 
 Deterministic (``random.Random(seed)``). Three sources, all multilingual:
-1. the hand-written dev items (``dev_items``, ``heldout*_items`` 1-9: dev data since their first
-   runs, and v10's ``generated_items``): every unsafe item in its plain form and under every
+1. the hand-written dev items (``dev_items``, ``heldout*_items`` 1-14: dev data since their first
+   runs; v10's ``generated_items`` and v15's ``generated15a_items`` / ``generated15b_items``): every unsafe item in its plain form and under every
    evasion of its script, plus a counterfactual benign twin (the bracketed element dropped, or a child word swapped for an
    adult one), and every benign look-alike with its evasions;
 2. template prompts: term-list entries of each language (child words x risk wording, explicit
@@ -26,14 +26,16 @@ sys.path[:0] = [str(TOOLS), str(TOOLS / "safety"), str(TOOLS.parent)]
 from make_prompt_sets import apply, plain
 from make_sets import evasions, odd_case
 
+from worldengine.sanitize.learned import LABELS
 from worldengine.sanitize.lexicon import DATA_DIR
 
 LANGS = ("en", "fr", "es", "de", "it", "pt", "nl", "pl", "ru", "tr", "ja", "zh", "ko")
 ADULT = {"en": "a man", "fr": "un homme", "es": "un hombre", "de": "ein Mann", "it": "un uomo",
          "pt": "um homem", "nl": "een man", "pl": "mężczyzna", "ru": "мужчина", "tr": "bir adam",
          "ja": "男性", "zh": "男人", "ko": "남자"}
-DEV_MODULES = ("dev_items",) + tuple(f"heldout{n}_items" for n in ("", 2, 3, 4, 5, 6, 7, 8, 9))
-GENERATED = ("generated_items",)  # v10's own training items (never an evaluation set)
+DEV_MODULES = ("dev_items",) + tuple(f"heldout{n}_items" for n in ("", *range(2, 15)))
+# own training items, never an evaluation set: v10's, and v15's two broad natural corpora
+GENERATED = ("generated_items", "generated15a_items", "generated15b_items")
 _SECTION = re.compile(r"^\[([a-z_]+)")
 
 
@@ -80,6 +82,14 @@ def _twin(category: str, text: str, lang: str) -> str | None:
     return None
 
 
+def _still_unsafe(twin: str) -> bool:
+    """True when the term lists still flag a twin in a classifier category: an unsafe remainder
+    outside the brackets ("un homme de 13 ans", "até tirar a roupa") makes it no benign
+    counterfactual, and training it as "safe" would teach that remainder is fine."""
+    from worldengine.sanitize.detect import detect
+    return bool(set(detect(twin, use_model=False).categories) & set(LABELS[1:]))
+
+
 def dev_items() -> tuple[list[tuple[str, str, str]], dict[str, list[str]]]:
     """(text, label, lang) rows from the dev modules, and benign scenes per language."""
     rows, scenes = [], {lang: [] for lang in LANGS}
@@ -92,7 +102,8 @@ def dev_items() -> tuple[list[tuple[str, str, str]], dict[str, list[str]]]:
                 forms = _variants(text, lang)
                 rows += [(v, label, lang) for v in forms]
                 twin = _twin(category, text, lang)
-                if twin:  # as often as the unsafe forms: the scene words must stay neutral
+                if twin and not _still_unsafe(twin):  # as often as the unsafe forms: the
+                    # scene words must stay neutral
                     rows += [(twin, "safe", lang)] * len(forms)
         for lang, texts in mod.BENIGN.items():
             for text in texts:
