@@ -5,7 +5,7 @@
 Writes, per split, ``tests/data/safety_<split>_redteam_prompts.jsonl`` and
 ``tests/data/safety_<split>_benign_prompts.jsonl`` (the format ``python -m
 worldengine.sanitize.evaluate`` reads). Splits: ``dev`` (``dev_items.py``, used while tuning),
-``heldout`` .. ``heldout14`` (``heldout*_items.py``, each written after a design freeze
+``heldout`` .. ``heldout15`` (``heldout*_items.py``, each written after a design freeze
 and evaluated once; the earlier ones were dev sets for the next design).
 
 Unsafe items mark the element to disguise in [brackets]. Each base item gives its plain form and
@@ -37,7 +37,7 @@ SPLITS = (("dev", "dev_items"), ("heldout", "heldout_items"), ("heldout2", "held
           ("heldout7", "heldout7_items"), ("heldout8", "heldout8_items"),
           ("heldout9", "heldout9_items"), ("heldout10", "heldout10_items"), ("heldout11", "heldout11_items"),
           ("heldout12", "heldout12_items"), ("heldout13", "heldout13_items"),
-          ("heldout14", "heldout14_items"))
+          ("heldout14", "heldout14_items"), ("heldout15", "heldout15_items"))
 NON_LATIN = ("ru",) + CJK
 
 
