@@ -34,10 +34,11 @@ PACKAGE_SUFFIX = ".pt2"
 INLINED_NUMEL = 16        # tensors this small may be inlined as literals by inductor (0-d ones are)
 KV_BUFFERS_ARG = 5        # position of the layers' KV buffers in `WaypointDiT.forward`'s arguments
 PREFIX = "model."         # the attribute `_Forward` holds the model under: constants are named by it
-# A package must match eager on the check inputs within this (max |diff| / max |eager|). Measured on
-# tiny engines: float32 + int8 0.0017 (inductor rounds a few activation quantization steps apart
-# from eager), bf16 a few ulps; a package of another model (wrong inlined values) is off by > 0.1.
-TOLERANCE = 2e-2
+# A package must match eager on the check inputs within this (max |diff| / max |eager|). Measured:
+# tiny engines float32 + int8 0.0017 (inductor rounds a few activation quantization steps apart
+# from eager), bf16 a few ulps; cpu-small bf16 + int8 (`_int_mm`, 8 layers) 0.0222, which a bound
+# of 0.02 refused; a package of another model (wrong inlined values, strided weights) was off by 1.4.
+TOLERANCE = 5e-2
 
 
 class _Forward(torch.nn.Module):
