@@ -20,8 +20,7 @@ def store(tmp_path, monkeypatch):
     select.forget()
 
     def seed(config, fp32_ms, bf16_ms):
-        key = ("auto-dtype", config.tokens_per_frame, config.d_model, config.mlp_ratio * config.d_model,
-               config.n_heads // config.n_kv_heads, config.d_head, (config.local_window + 1) * config.tokens_per_frame)
+        key = auto_dtype.probe_key(config)
         times = {"float32": fp32_ms, "bfloat16": bf16_ms}
         path.write_text(json.dumps({" x ".join(map(str, key)): {"choice": min(times, key=times.get), "times_ms": times}}))
         select.forget()

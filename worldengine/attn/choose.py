@@ -71,7 +71,7 @@ def choose_kind(config, kind: tuple[int, int], mask: torch.Tensor, dtype: torch.
     key = ("attention", kind[0], kind[1], *q.shape, mask.numel(), str(dtype).removeprefix("torch."))
     best = select.fastest(key, lambda: {name: (lambda fn=fn: fn(q, k, v, mask)) for name, fn in found.items()},
                           among=accurate)
-    times = select.verdicts()[" x ".join(map(str, key))]["times_ms"]
+    times = select.times_ms(key)
     if times[best] > MARGIN * times[REFERENCE]:
         best = REFERENCE
     return {"choice": best, "times_ms": times, "errors": {n: float(f"{e:.3g}") for n, e in errors.items()}}

@@ -25,32 +25,36 @@ MARGIN = 0.8
 def resolve_dtype(dtype, device, config) -> torch.dtype:
     """The torch dtype an engine of `config` computes in: explicit choices and accelerators as
     `torch_dtype`; auto on a CPU as measured here (`cpu_auto_dtype`)."""
-    if isinstance(dtype, torch.dtype) or DType.parse(dtype) is not DType.AUTO:
-        return torch_dtype(dtype, device)
-    if torch.device(device).type != "cpu":
+    explicit = isinstance(dtype, torch.dtype) or DType.parse(dtype) is not DType.AUTO
+    if explicit or torch.device(device).type != "cpu":
         return torch_dtype(dtype, device)
     return cpu_auto_dtype(config)
+
+
+def probe_key(config) -> tuple:
+    """The kernel-store key of `cpu_auto_dtype`'s measurement: the shapes it times."""
+    tokens = config.tokens_per_frame
+    return ("auto-dtype", tokens, config.d_model, config.mlp_ratio * config.d_model,
+            config.n_heads // config.n_kv_heads, config.d_head, (config.local_window + 1) * tokens)
 
 
 def cpu_auto_dtype(config) -> torch.dtype:
     """bfloat16 if one layer's work (MLP up-projection + one KV head's ring attention) at `config`'s
     shapes runs at most MARGIN of its float32 time on this CPU (one thread), else float32."""
-    tokens, d_model, d_head = config.tokens_per_frame, config.d_model, config.d_head
-    group = config.n_heads // config.n_kv_heads
-    n_keys = (config.local_window + 1) * tokens
-    key = ("auto-dtype", tokens, d_model, config.mlp_ratio * d_model, group, d_head, n_keys)
-    select.fastest(key, lambda: {name: _layer_probe(tokens, d_model, config.mlp_ratio, group, d_head, n_keys, dtype)
+    key = probe_key(config)
+    select.fastest(key, lambda: {name: _layer_probe(key, dtype)
                                  for name, dtype in (("float32", torch.float32), ("bfloat16", torch.bfloat16))})
-    times = select.verdicts()[" x ".join(map(str, key))]["times_ms"]
+    times = select.times_ms(key)
     return torch.bfloat16 if times["bfloat16"] <= MARGIN * times["float32"] else torch.float32
 
 
-def _layer_probe(tokens: int, d_model: int, mlp_ratio: int, group: int, d_head: int, n_keys: int,
-                 dtype: torch.dtype):
-    """A zero-argument call doing one layer's heavy work in `dtype` on random inputs."""
+def _layer_probe(key: tuple, dtype: torch.dtype):
+    """A zero-argument call doing one layer's heavy work (the shapes of `probe_key`) in `dtype` on
+    random inputs."""
+    _, tokens, d_model, hidden, group, d_head, n_keys = key
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(tokens, d_model, generator=gen).to(dtype)
-    weight = (torch.randn(mlp_ratio * d_model, d_model, generator=gen) * d_model ** -0.5).to(dtype)
+    weight = (torch.randn(hidden, d_model, generator=gen) * d_model ** -0.5).to(dtype)
     q = F.rms_norm(torch.randn(1, group * tokens, d_head, generator=gen), (d_head,)).to(dtype)
     k = F.rms_norm(torch.randn(1, n_keys, d_head, generator=gen), (d_head,)).to(dtype)
     v = torch.randn(1, n_keys, d_head, generator=gen).to(dtype)

@@ -155,7 +155,7 @@ def measured_kernel(in_features: int, out_features: int, rows: int | None, dtype
     and the epilogue count against int8. Cached per process by (rows bucket, in, out, dtype);
     `among` limits the answer to some of them (timings are shared).
     """
-    rows = min(PROBE_MAX_ROWS, 1 << max(0, (rows or PROBE_MAX_ROWS) - 1).bit_length())
+    rows = _rows_bucket(rows)
     key = ("linear", rows, in_features, out_features, str(dtype).removeprefix("torch."))
     return select.fastest(key, lambda: _probe_calls(in_features, out_features, rows, dtype), among)
 
@@ -170,13 +170,22 @@ def measured_gemm_kernel(in_features: int, out_features: int, rows: int | None, 
     an AMX Xeon, one thread, bf16 at cpu-small's shapes: ``_int_mm`` 0.46-0.54x the bf16 time, and
     the whole compiled frame 100.8 vs 112.7 ms. Cached per process and machine like `measured_kernel`.
     """
-    rows = min(PROBE_MAX_ROWS, 1 << max(0, (rows or PROBE_MAX_ROWS) - 1).bit_length())
+    rows = _rows_bucket(rows)
     key = ("gemm", rows, in_features, out_features, str(dtype).removeprefix("torch."))
     return select.fastest(key, lambda: _gemm_calls(in_features, out_features, rows, dtype))
 
 
+def _rows_bucket(rows: int | None) -> int:
+    """The probe's row count: ``rows`` (default PROBE_MAX_ROWS) rounded up to a power of two, capped."""
+    return min(PROBE_MAX_ROWS, 1 << max(0, (rows or PROBE_MAX_ROWS) - 1).bit_length())
+
+
+def _probe_generator(in_features: int, out_features: int) -> torch.Generator:
+    return torch.Generator().manual_seed(in_features * 7919 + out_features)
+
+
 def _gemm_calls(in_features: int, out_features: int, rows: int, dtype: torch.dtype) -> dict:
-    generator = torch.Generator().manual_seed(in_features * 7919 + out_features)
+    generator = _probe_generator(in_features, out_features)
     x = torch.randn(rows, in_features, generator=generator).to(dtype)
     weight = torch.randn(out_features, in_features, generator=generator).to(dtype)
     q = torch.randint(-127, 128, (rows, in_features), dtype=torch.int8, generator=generator)
@@ -185,7 +194,7 @@ def _gemm_calls(in_features: int, out_features: int, rows: int, dtype: torch.dty
 
 
 def _probe_calls(in_features: int, out_features: int, rows: int, dtype: torch.dtype) -> dict:
-    generator = torch.Generator().manual_seed(in_features * 7919 + out_features)
+    generator = _probe_generator(in_features, out_features)
     linear = nn.Linear(in_features, out_features).to(dtype)
     x = torch.randn(rows, in_features, generator=generator).to(dtype)
     calls = {"float": lambda: linear(x)}

@@ -121,6 +121,11 @@ def fastest(key: tuple, candidates: Callable[[], dict[str, Callable[[], object]]
     return min((n for n in times if among is None or n in among), key=times.get)
 
 
+def times_ms(key: tuple) -> dict[str, float]:
+    """The measured ms per candidate behind `fastest(key, ...)`'s verdict (after it ran)."""
+    return dict(_verdicts[key]["times_ms"])
+
+
 def verdicts() -> dict[str, dict]:
     """Every verdict of this process, keyed by its shape class as text (for logs and `engine.options`)."""
     return {_text(key): dict(value) for key, value in _verdicts.items()}
