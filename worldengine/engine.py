@@ -165,25 +165,23 @@ def apply_speed_options(engine: WorldEngine, quant: str | None = "auto", compile
     if quant is Quant.FP8:
         from worldengine.quant.fp8 import require_fp8_device
         require_fp8_device(engine.device)
-    # A CPU engine that will run compiled: bfloat16 with compile=auto (see below), or compile=on.
-    compiled_cpu = not cuda and (compile is Compile.ON
-                                 or (compile is Compile.AUTO and engine.dtype != torch.float32))
+    # CPU: compile pays off with int8 layers (inductor fuses their quantize and epilogue work) and in
+    # bfloat16 (fused casts and norms: 164 -> 119 ms per cpu-small frame on an AMX Xeon), not in plain
+    # float32, and costs a core for a minute; so auto compiles CUDA, bfloat16 and (below) a float32
+    # engine where the auto measurement chose int8; the compiled step is still used on CPU only once
+    # it measures faster than eager.
+    compiled = compile is Compile.ON or (compile is Compile.AUTO and (cuda or engine.dtype != torch.float32))
     layers = []
     if quant is not Quant.NONE:
         from worldengine.quant.int8 import DEFAULT_SKIP, quantize_linears
         # The noise MLP and modulation projections only ran at load (their outputs are cached per sigma).
         layers = quantize_linears(engine.model, skip=DEFAULT_SKIP + ("denoise_step_emb", "cond_proj"),
                                   mode=quant.value, rows_hint=engine.config.tokens_per_frame,
-                                  only_if_faster=auto_quant and not cuda, compiled=compiled_cpu)
+                                  only_if_faster=auto_quant and not cuda, compiled=compiled and not cuda)
     quant_text = "none (auto: int8 slower here)" if auto_quant and not layers else quant.value
     # Attention kernel by measurement only where linears went int8 (the float path stays bit-identical).
     attention = choose_attention(engine, quant is Quant.INT8) if layers else {}
-    # CPU: compile pays off with int8 layers (inductor fuses their quantize and epilogue work) and in
-    # bfloat16 (fused casts and norms: 164 -> 119 ms per cpu-small frame on an AMX Xeon), not in plain
-    # float32, and costs a core for a minute; so auto compiles in those two cases, and the compiled
-    # step is still used only once it measures faster than eager.
-    lean = (auto_quant and bool(layers)) or engine.dtype != torch.float32
-    compiled = compile is Compile.ON or (compile is Compile.AUTO and (cuda or lean))
+    compiled = compiled or (compile is Compile.AUTO and auto_quant and bool(layers))
     if compiled and background:
         from worldengine.compile import BackgroundForward
         from worldengine.compile_cache import CompileCache
